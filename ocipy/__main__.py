@@ -1,0 +1,3 @@
+from ocipy.cli import main
+
+main()

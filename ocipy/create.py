@@ -1,0 +1,235 @@
+"""The parent side of `create`: validate, reserve the id, make the cgroup, fork, answer the children.
+
+Conversation with the children over one channel (see init.py):
+  stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
+  stage 1 -> "pid"         stage 2's host pid                         -> parent -> stage 2 "go"
+  stage 2 -> "hooks"       parent moves netDevices, runs prestart and createRuntime hooks -> "hooks-done"
+  stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
+  anyone  -> "error"       parent undoes everything and raises
+A failed create leaves no state directory, cgroup, mount or process behind.
+"""
+
+import os
+import signal
+import socket
+
+import prctl
+
+from . import bundle as bundle_mod
+from .errors import ConfigError, HookError, OcipyError, SetupError
+from .hooks import run_hooks
+from .init import InitContext, stage1
+from .linux import cgroups, device_rules, idmap, namespaces, syscalls
+from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now
+from .sync import Channel, ChildError, wait_exit
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Decimal pid, no newline (containerd's parser rejects one), written atomically."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def create_container(
+    store: StateStore,
+    container_id: str,
+    bundle: str,
+    *,
+    pid_file: str | None = None,
+    console_socket: str | socket.socket | None = None,
+    no_pivot: bool = False,
+    no_new_keyring: bool = False,
+    preserve_fds: int = 0,
+    cgroup_driver: str = "cgroupfs",
+) -> ContainerState:
+    bundle = os.path.abspath(bundle)
+    config = bundle_mod.load_config(bundle)
+    bundle_mod.validate_config(config, bundle)
+    from .spec import Spec
+
+    spec = Spec.from_dict(config)
+    if spec.process is None:
+        raise ConfigError("config.json: /process: is required to create a container")
+    if spec.linux is None:
+        raise ConfigError("config.json: /linux: is required on Linux")
+    if spec.process.terminal and console_socket is None:
+        raise ConfigError("cannot allocate tty if ocipy will detach without setting console socket")
+    if not spec.process.terminal and console_socket is not None:
+        raise ConfigError("--console-socket is set but process.terminal is false")
+    rootfs = spec.root.path if os.path.isabs(spec.root.path) else os.path.join(bundle, spec.root.path)
+
+    state_dir = store.reserve(container_id)
+    cgroup = None
+    pid = 0
+    stage1_pid = 0
+    console_sock = None
+    parent_ch = child_ch = None
+    fifo_fd = None
+    try:
+        cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
+        cgroup.create()
+        cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
+        fifo = os.path.join(state_dir, "exec.fifo")
+        make_fifo(fifo)
+        fifo_fd = os.open(fifo, syscalls.O_PATH | os.O_CLOEXEC)
+        if isinstance(console_socket, str):
+            console_sock = _connect_console(console_socket)
+        elif console_socket is not None:
+            console_sock = console_socket
+        parent_ch, child_ch = Channel.pair()
+        ctx = InitContext(
+            container_id=container_id,
+            spec=spec,
+            bundle=bundle,
+            rootfs=rootfs,
+            fifo_fd=fifo_fd,
+            channel=child_ch,
+            cgroup=cgroup,
+            ns_plan=namespaces.plan(spec.linux.namespaces),
+            oci_version=spec.oci_version,
+            console_fd=console_sock.fileno() if console_sock else None,
+            preserve_fds=preserve_fds,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
+            annotations=spec.annotations,
+        )
+        # Non-dumpable before any child enters a container namespace: a process in the
+        # container cannot ptrace us or open /proc/<pid>/exe of the host's interpreter.
+        prctl.set_dumpable(False)
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            parent_ch.close()
+            stage1(ctx)  # never returns
+            os._exit(1)
+        child_ch.close()
+        child_ch = None
+        if console_sock is not None and isinstance(console_socket, str):
+            console_sock.close()
+            console_sock = None
+        notify_fd, pid = _converse(parent_ch, spec, ctx, stage1_pid)
+        data = {
+            "ociVersion": spec.oci_version,
+            "id": container_id,
+            "pid": pid,
+            "pid_start": proc_start_time(pid),
+            "bundle": bundle,
+            "rootfs": rootfs,
+            "created": rfc3339_now(),
+            "annotations": spec.annotations,
+            "owner": "",
+            "cgroup": cgroup.to_state(),
+            "cgroup_driver": cgroup_driver,
+            "config": config,
+        }
+        state = ContainerState(store.root, container_id, data)
+        state.save()
+        if notify_fd is not None:
+            _send_seccomp_notify(spec, state, notify_fd)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        return state
+    except BaseException as e:
+        _undo(pid, stage1_pid, cgroup)
+        store.release(container_id)
+        if isinstance(e, ChildError):
+            raise SetupError(f"unable to start container process: {e}") from None
+        if isinstance(e, EOFError):
+            raise SetupError("unable to start container process: container init exited unexpectedly") from None
+        if isinstance(e, OSError) and not isinstance(e, OcipyError):
+            raise SetupError(f"unable to create container: {e.strerror if not e.filename else e}") from None
+        raise
+    finally:
+        if fifo_fd is not None:
+            os.close(fifo_fd)
+        for ch in (parent_ch, child_ch):
+            if ch is not None:
+                ch.close()
+        if console_sock is not None and isinstance(console_socket, str):
+            console_sock.close()
+
+
+def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int | None, int]:
+    """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid)."""
+    pid = 0
+    while True:
+        msg, fds = ch.recv()
+        if msg is None:
+            raise EOFError
+        kind = msg.get("type")
+        if kind == "error":
+            raise ChildError(msg.get("msg"))
+        if kind == "idmap":
+            try:
+                idmap.write_maps(msg["pid"], spec.linux.uid_mappings, spec.linux.gid_mappings)
+            except OSError as e:
+                raise SetupError(f"write user namespace mappings: {e.strerror}") from None
+            ch.send({"type": "idmap-done"})
+        elif kind == "pid":
+            pid = msg["pid"]
+            os.waitpid(stage1_pid, 0)  # stage 1 has done its part
+            ch.send({"type": "go", "pid": pid})
+        elif kind == "hooks":
+            from .linux import network
+
+            if spec.linux.net_devices:
+                network.move_devices(spec.linux.net_devices, f"/proc/{pid}/ns/net")
+            state = {"ociVersion": spec.oci_version, "id": ctx.container_id, "status": "creating", "pid": pid, "bundle": ctx.bundle}
+            if spec.annotations:
+                state["annotations"] = spec.annotations
+            hooks = spec.hooks
+            if hooks:
+                run_hooks(hooks.prestart, state, kind="prestart", cwd=ctx.bundle)
+                run_hooks(hooks.create_runtime, state, kind="createRuntime", cwd=ctx.bundle)
+            ch.send({"type": "hooks-done"})
+        elif kind == "ready":
+            return (fds[0] if fds else None), pid
+        else:
+            raise SetupError(f"unexpected message from container init: {kind!r}")
+
+
+def _undo(pid: int, stage1_pid: int, cgroup) -> None:
+    """Kill whatever was started and remove the cgroup."""
+    if stage1_pid:
+        try:
+            # Only a stage 1 we have not reaped yet may be killed: its pid is not recycled.
+            if os.waitpid(stage1_pid, os.WNOHANG) == (0, 0):
+                os.kill(stage1_pid, signal.SIGKILL)
+                os.waitpid(stage1_pid, 0)
+        except ChildProcessError:
+            pass
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_exit(pid, 5)
+    if cgroup is not None:
+        try:
+            cgroup.kill_all(signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            cgroup.destroy()
+        except OSError:
+            pass
+
+
+def _connect_console(path: str) -> socket.socket:
+    from .linux import console
+
+    try:
+        return console.connect(path)
+    except OSError as e:
+        raise SetupError(str(e)) from None
+
+
+def _send_seccomp_notify(spec, state: ContainerState, fd: int) -> None:
+    from .linux import seccomp
+
+    try:
+        seccomp.send_to_listener(spec.linux.seccomp.get("listenerPath"), fd, state.oci_state(), spec.linux.seccomp.get("listenerMetadata", ""))
+    finally:
+        os.close(fd)

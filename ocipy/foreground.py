@@ -1,0 +1,168 @@
+"""`run` in the foreground: create + start, then stay as the container's reaper.
+
+ocipy becomes a child subreaper before create, so the container's pid 1 (whose
+parent, stage 1 of create, exits) is reparented to us and we can wait() for its
+exit status. Signals we receive are forwarded to it (as runc: all but SIGCHLD,
+SIGWINCH and SIGURG). With `process.terminal` and no --console-socket, we take
+the pty master ourselves and relay it to our own stdin/stdout.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import termios
+import tty
+
+import prctl
+
+from .errors import OcipyError
+
+_NOT_FORWARDED = {signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG, signal.SIGKILL, signal.SIGSTOP}
+
+
+def _wants_terminal(bundle: str) -> bool:
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            return bool((json.load(f).get("process") or {}).get("terminal"))
+    except (OSError, ValueError):
+        return False  # create reports the real problem
+
+
+def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep: bool, no_subreaper: bool = False, **options) -> int:
+    own_console = None
+    if not detach and options.get("console_socket") is None and _wants_terminal(bundle):
+        own_console, options["console_socket"] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if not detach and not no_subreaper:
+        prctl.set_child_subreaper(True)
+    try:
+        container = runtime.create(container_id, bundle, **options)
+    finally:
+        if own_console is not None:
+            options["console_socket"].close()
+    master = None
+    try:
+        if own_console is not None:
+            from .linux.console import receive_master
+
+            master = receive_master(own_console)
+            own_console.close()
+        container.start()
+    except BaseException:
+        runtime.delete(container_id, force=True)
+        raise
+    if detach:
+        return 0
+    try:
+        return _wait_foreground(container, master)
+    finally:
+        if not keep:
+            runtime.delete(container_id, force=True)
+
+
+def _forward_signals(pid: int, master: int | None) -> None:
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def resize(_signum, _frame):
+        _copy_winsize(master)
+
+    for sig in signal.Signals:
+        if sig in _NOT_FORWARDED:
+            continue
+        try:
+            signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+    if master is not None:
+        signal.signal(signal.SIGWINCH, resize)
+
+
+def _copy_winsize(master: int | None) -> None:
+    if master is None:
+        return
+    import fcntl
+
+    try:
+        size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
+def _wait_foreground(container, master: int | None) -> int:
+    pid = container.pid
+    pidfd = os.pidfd_open(pid)
+    _forward_signals(pid, master)
+    saved_tty = None
+    try:
+        if master is not None:
+            stdin = sys.stdin.fileno()
+            if os.isatty(stdin):
+                saved_tty = termios.tcgetattr(stdin)
+                tty.setraw(stdin)
+                _copy_winsize(master)
+            _relay(master, stdin, sys.stdout.fileno(), pidfd)
+        else:
+            select.select([pidfd], [], [])
+    finally:
+        if saved_tty is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved_tty)
+        os.close(pidfd)
+        if master is not None:
+            os.close(master)
+    return _reap(pid)
+
+
+def _relay(master: int, stdin: int, stdout: int, pidfd: int) -> None:
+    """Copy stdin -> pty and pty -> stdout until the container exits and its output is drained."""
+    readers = [master, pidfd, stdin]
+    exited = False
+    while True:
+        ready, _, _ = select.select(readers, [], [], 0.05 if exited else None)
+        if pidfd in ready:
+            exited = True
+            readers.remove(pidfd)
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the last slave fd is closed
+                data = b""
+            if not data:
+                return
+            os.write(stdout, data)
+        elif exited:
+            return
+        if stdin in ready:
+            data = os.read(stdin, 65536)
+            if data:
+                os.write(master, data)
+            else:
+                readers.remove(stdin)
+
+
+def _reap(pid: int) -> int:
+    """The container's exit code (128+N when killed by signal N); reap orphans it left to us."""
+    code = 0
+    try:
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+    except ChildProcessError:
+        pass  # not our child (--no-subreaper): the status is not ours to read
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return code
+
+
+__all__ = ["run_container", "OcipyError"]

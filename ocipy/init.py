@@ -1,0 +1,268 @@
+"""The child side of `create`: from fork to the container's execve.
+
+Two forked processes, no re-exec of the interpreter:
+
+stage 1  joins the cgroup and the namespaces given by path, creates the new ones
+         (the user namespace first, so it owns the rest; the parent writes its
+         id maps), then forks stage 2 into the new pid and time namespaces,
+         reports stage 2's host pid, and exits.
+stage 2  is the container's pid 1: mounts, pivots, sets identity, limits,
+         capabilities and seccomp, tells the parent it is ready, then blocks on
+         exec.fifo until `start` opens it, runs startContainer hooks and execs
+         the user's process.
+
+A child never returns into the caller's code: every path ends in os._exit or execve,
+and an error is reported to the parent over the channel before exiting.
+"""
+
+import os
+import traceback
+from dataclasses import dataclass, field
+
+import prctl
+
+from .hooks import run_hooks
+from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls
+from .linux import seccomp as seccomp_mod
+from .linux.capnames import CAPABILITIES
+from .sync import Channel
+
+# After pivot_root the host's files are out of reach: everything stage 2 runs must be
+# imported (and libseccomp loaded) before it pivots. Hence the imports above.
+
+
+@dataclass
+class InitContext:
+    container_id: str
+    spec: object  # ocipy.spec.Spec
+    bundle: str
+    rootfs: str
+    fifo_fd: int  # O_PATH handle on exec.fifo, opened by the parent
+    channel: Channel  # the child end
+    cgroup: object  # CgroupManager
+    ns_plan: namespaces.NamespacePlan
+    oci_version: str = "1.3.0"
+    console_fd: int | None = None
+    preserve_fds: int = 0
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    annotations: dict = field(default_factory=dict)
+
+
+def _hooks(spec, kind: str) -> list:
+    return list(getattr(spec.hooks, kind, None) or []) if spec.hooks else []
+
+
+def _fail(ctx: InitContext, exc: BaseException) -> None:
+    msg = str(exc) or exc.__class__.__name__
+    if os.environ.get("OCIPY_DEBUG_INIT"):
+        msg += "\n" + traceback.format_exc()
+    try:
+        ctx.channel.send({"type": "error", "msg": msg})
+    except OSError:
+        try:
+            os.write(2, f"ocipy init: {msg}\n".encode())
+        except OSError:
+            pass
+    os._exit(1)
+
+
+# --- stage 1 -----------------------------------------------------------------------
+def stage1(ctx: InitContext) -> None:
+    try:
+        plan = ctx.ns_plan
+        ctx.cgroup.add_process(os.getpid())
+        for ns_type, path in plan.join:
+            namespaces.join(ns_type, path)
+        if plan.new_user:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            # Joining or creating namespaces can reset dumpable: be sure before anything else.
+            prctl.set_dumpable(False)
+            ctx.channel.send({"type": "idmap", "pid": os.getpid()})
+            ctx.channel.expect("idmap-done")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if plan.unshare_flags:
+            syscalls.unshare(plan.unshare_flags)
+        if plan.is_new("time") and ctx.spec.linux.time_offsets:
+            namespaces.write_time_offsets(ctx.spec.linux.time_offsets)
+        prctl.set_dumpable(False)
+        pid = os.fork()
+        if pid == 0:
+            stage2(ctx)
+        ctx.channel.send({"type": "pid", "pid": pid})
+    except BaseException as e:  # noqa: BLE001 - a child must report everything
+        _fail(ctx, e)
+    os._exit(0)
+
+
+# --- stage 2: the container's pid 1 --------------------------------------------------
+def stage2(ctx: InitContext) -> None:
+    try:
+        _setup_and_exec(ctx)
+    except BaseException as e:  # noqa: BLE001
+        _fail(ctx, e)
+    os._exit(1)
+
+
+def _notify_seccomp(seccomp: dict | None) -> bool:
+    if not seccomp:
+        return False
+    if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
+        return True
+    return any(s.get("action") == "SCMP_ACT_NOTIFY" for s in seccomp.get("syscalls") or [])
+
+
+def _setup_and_exec(ctx: InitContext) -> None:
+    spec, linux, proc = ctx.spec, ctx.spec.linux, ctx.spec.process
+    plan = ctx.ns_plan
+    ch = ctx.channel
+    go = ch.expect("go")
+    host_pid = go["pid"]
+
+    os.setsid()
+    if plan.is_new("network"):
+        network.loopback_up()
+    if not ctx.no_new_keyring:
+        syscalls.join_session_keyring(f"_ses.{ctx.container_id}")
+    # The parent's O_PATH handle on the fifo is reopened for writing once set-up is done:
+    # after pivot_root (or as a mapped root) the state directory is not reachable by name.
+    fifo_fd = ctx.fifo_fd
+
+    in_userns = plan.new_user or any(t == "user" for t, _ in plan.join)
+    rootfs.prepare(
+        spec,
+        ctx.rootfs,
+        in_userns=in_userns,
+        new_netns=plan.is_new("network"),
+        new_cgroupns=plan.is_new("cgroup"),
+        cgroup_paths=getattr(ctx.cgroup, "paths", None) or None,
+        mount_label=linux.mount_label if linux else None,
+    )
+    slave = None
+    if proc.terminal:
+        master, slave = console.open_pty(os.path.join(ctx.rootfs, "dev/pts/ptmx"))
+        rootfs.bind_console(ctx.rootfs, slave)
+        if proc.console_size:
+            console.set_size(master, proc.console_size.height, proc.console_size.width)
+        console.send_master(ctx.console_fd, master)
+        os.close(master)
+    if ctx.console_fd is not None:
+        os.close(ctx.console_fd)
+
+    # prestart and createRuntime hooks run in the runtime's namespaces (the parent);
+    # createContainer hooks here, in the container's namespaces, before pivot_root.
+    ch.send({"type": "hooks"})
+    ch.expect("hooks-done")
+    state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": host_pid, "bundle": ctx.bundle}
+    if ctx.annotations:
+        state["annotations"] = ctx.annotations
+    run_hooks(_hooks(spec, "create_container"), state, kind="createContainer", cwd=ctx.bundle)
+
+    seccomp = linux.seccomp if linux else None
+    seccomp_filter = seccomp_mod.prepare(seccomp) if seccomp else None
+
+    rootfs.pivot(ctx.rootfs, no_pivot=ctx.no_pivot)
+    if spec.hostname is not None and plan.is_new("uts"):
+        syscalls.sethostname(spec.hostname)
+    if spec.domainname is not None and plan.is_new("uts"):
+        syscalls.setdomainname(spec.domainname)
+    for key, value in (linux.sysctl if linux else {}).items():
+        _write_sysctl(key, value)
+    rootfs.finish(spec)
+    if linux and linux.personality:
+        syscalls.personality(_PERSONALITY[linux.personality.domain])
+    if slave is not None:
+        console.make_controlling_tty(slave)
+
+    process.set_rlimits(proc.rlimits)
+    process.set_oom_score_adj(proc.oom_score_adj)
+    try:
+        os.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
+    except OSError:
+        pass
+
+    notify_fd = None
+    if seccomp_filter and not proc.no_new_privileges:
+        # Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter: load it now.
+        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        seccomp_filter = None
+
+    _apply_user_and_capabilities(proc, setgroups_allowed=_setgroups_allowed())
+    if proc.no_new_privileges:
+        prctl.set_no_new_privs(True)
+    process.change_dir(proc.cwd)
+    env = process.env_with_home(proc.env, proc.user.uid)
+    executable = process.find_executable(proc.args[0], env)
+    if seccomp_filter and _notify_seccomp(seccomp):
+        # The notify fd must reach the listener through the parent, which waits for "ready".
+        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        seccomp_filter = None
+
+    process.reset_signals()
+    process.close_stray_fds(3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()))
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    else:
+        os.umask(0o022)
+    ch.send({"type": "ready"}, [notify_fd] if notify_fd is not None else [])
+    if notify_fd is not None:
+        os.close(notify_fd)
+    ch.close()
+
+    # Block until `start` opens the fifo for reading.
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+
+    start_state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "created", "pid": host_pid, "bundle": ctx.bundle}
+    if ctx.annotations:
+        start_state["annotations"] = ctx.annotations
+    try:
+        run_hooks(_hooks(spec, "start_container"), start_state, kind="startContainer")
+    except Exception as e:  # noqa: BLE001 - the parent is gone: stderr is all we have
+        os.write(2, f"ocipy: {e}\n".encode())
+        os._exit(1)
+    if seccomp_filter:
+        seccomp_mod.load_prepared(seccomp_filter)
+    try:
+        os.execve(executable, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+    except OSError as e:
+        os.write(2, f'exec: "{proc.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())
+        os._exit(127 if e.errno == 2 else 126)
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise OSError(e.errno, f"linux.sysctl {key}={value}: write {path}: {e.strerror}") from None
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def _apply_user_and_capabilities(proc, *, setgroups_allowed: bool) -> None:
+    caps = proc.capabilities
+    if caps is not None:
+        capabilities.drop_bounding(capabilities.mask(caps.bounding, CAPABILITIES))
+    process.switch_user(proc.user, setgroups_allowed=setgroups_allowed)
+    if caps is not None:
+        capabilities.apply_sets(
+            capabilities.mask(caps.effective, CAPABILITIES),
+            capabilities.mask(caps.permitted, CAPABILITIES),
+            capabilities.mask(caps.inheritable, CAPABILITIES),
+            capabilities.mask(caps.ambient, CAPABILITIES),
+        )
+
+
+_PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
+

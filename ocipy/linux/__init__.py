@@ -1,0 +1,1 @@
+"""Kernel concerns, one module each; syscalls.py is the only ctypes layer."""

@@ -1,0 +1,430 @@
+"""The CgroupManager interface, host discovery and cgroupsPath resolution.
+
+Everything here is stdlib-only and cheap to import: `state`, `kill` and `delete`
+rebuild a manager from the state file and must not pay for anything else.
+
+Path rules (config-linux.md, "Cgroups Path"):
+- An absolute `cgroupsPath` is taken relative to each hierarchy's mount point.
+- A relative `cgroupsPath` is resolved under the calling process's own cgroup in
+  each hierarchy, read from /proc/self/cgroup (that is what runc does; on this
+  kind of host the memory controller is not at the root, so the container ends
+  up at e.g. /sys/fs/cgroup/memory/process_api/<hash>/<path>).
+- No `cgroupsPath`: like runc, the container id as a relative path, i.e.
+  `<own cgroup>/<id>` in every hierarchy.
+- `..` components cannot climb above the hierarchy root (the path is cleaned as
+  if it were absolute first, like runc's CleanPath).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import time
+from typing import NamedTuple
+
+from ocipy.errors import SetupError
+
+MOUNTINFO = "/proc/self/mountinfo"
+SELF_CGROUP = "/proc/self/cgroup"
+
+# Key used in `paths` for the cgroup2 hierarchy (on a pure v2 host, and for the
+# unified hierarchy that a hybrid host mounts beside the v1 ones).
+UNIFIED = "unified"
+
+
+class Hierarchy(NamedTuple):
+    """One mounted cgroup hierarchy.
+
+    mountpoint: where it is mounted in our mount namespace.
+    version: 1 or 2.
+    controllers: v1: the controllers bound to it (a named hierarchy appears as
+      "name=systemd"); v2: the controllers listed in the root's cgroup.controllers.
+    root: the path inside the hierarchy that is mounted at mountpoint
+      (field 4 of mountinfo; "/" unless we are inside a cgroup namespace or a
+      bind mount of a sub-cgroup).
+    """
+
+    mountpoint: str
+    version: int
+    controllers: tuple[str, ...]
+    root: str = "/"
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str, read_controllers=None) -> list[Hierarchy]:
+    """Cgroup hierarchies from /proc/self/mountinfo text, first mount of each wins.
+
+    read_controllers(mountpoint) -> tuple of v2 controllers; None means read
+    `<mountpoint>/cgroup.controllers` (pass a function in tests).
+    """
+    if read_controllers is None:
+        read_controllers = _read_v2_controllers
+    result: list[Hierarchy] = []
+    seen: set = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if " - " not in line or len(parts) < 10:
+            continue
+        sep = parts.index("-")
+        fstype = parts[sep + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        root = _unescape_mountinfo(parts[3])
+        mountpoint = _unescape_mountinfo(parts[4])
+        super_opts = parts[sep + 3].split(",") if len(parts) > sep + 3 else []
+        if fstype == "cgroup2":
+            key = "cgroup2"
+            if key in seen:
+                continue
+            seen.add(key)
+            result.append(Hierarchy(mountpoint, 2, tuple(read_controllers(mountpoint)), root))
+            continue
+        controllers = tuple(
+            o for o in super_opts
+            if o not in ("rw", "ro", "relatime", "noprefix", "clone_children", "xattr", "cpuset_v2_mode",
+                         "favordynmods")
+            and not o.startswith("release_agent=")
+        )
+        key = frozenset(controllers)
+        if not controllers or key in seen:
+            continue
+        seen.add(key)
+        result.append(Hierarchy(mountpoint, 1, controllers, root))
+    return result
+
+
+def _read_v2_controllers(mountpoint: str) -> tuple[str, ...]:
+    try:
+        with open(os.path.join(mountpoint, "cgroup.controllers")) as f:
+            return tuple(f.read().split())
+    except OSError:
+        return ()
+
+
+def host_hierarchies() -> list[Hierarchy]:
+    """The cgroup hierarchies mounted in our mount namespace (used to mount `cgroup` in a container)."""
+    try:
+        with open(MOUNTINFO) as f:
+            text = f.read()
+    except OSError:
+        return []
+    return parse_mountinfo(text)
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """/proc/<pid>/cgroup text -> {controller: path}; the v2 line (`0::/x`) is keyed UNIFIED.
+
+    A v1 line listing several controllers (`2:cpu,cpuacct:/x`) gives one entry
+    for each controller; a named hierarchy keeps its `name=` prefix.
+    """
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, ctrls, path = parts
+        if hid == "0" and ctrls == "":
+            result[UNIFIED] = path
+            continue
+        for c in ctrls.split(","):
+            if c:
+                result[c] = path
+    return result
+
+
+def clean_path(path: str) -> str:
+    """Normalise a cgroupsPath: no `..` escape, no doubled slashes; keeps absolute vs relative."""
+    if path.startswith("/"):
+        return posixpath.normpath("/" + path.lstrip("/")).replace("//", "/")
+    cleaned = posixpath.normpath("/" + path)
+    return cleaned.lstrip("/")
+
+
+def hierarchy_dir(h: Hierarchy, inner: str, own: str | None) -> str:
+    """The absolute directory of cgroup `inner` (clean; absolute or relative) in hierarchy h.
+
+    own: our own path in that hierarchy from /proc/self/cgroup (for a relative inner).
+    Paths in /proc/self/cgroup are relative to the hierarchy's root; the mount
+    shows `h.root` at `h.mountpoint`, so strip that prefix.
+    """
+    if inner.startswith("/"):
+        return posixpath.normpath(posixpath.join(h.mountpoint, inner.lstrip("/")))
+    base = own or "/"
+    if h.root != "/" and (base == h.root or base.startswith(h.root.rstrip("/") + "/")):
+        base = "/" + base[len(h.root):].lstrip("/")
+    full = posixpath.join(h.mountpoint, base.lstrip("/"), inner)
+    return posixpath.normpath(full)
+
+
+def resolve_v1_paths(inner: str, hierarchies: list[Hierarchy], own: dict[str, str]) -> dict[str, str]:
+    """{controller: dir} for every v1 controller mounted, plus UNIFIED when a cgroup2 hierarchy is
+    mounted beside them (hybrid host)."""
+    paths: dict[str, str] = {}
+    for h in hierarchies:
+        if h.version == 1:
+            for c in h.controllers:
+                paths[c] = hierarchy_dir(h, inner, own.get(c))
+        else:
+            paths[UNIFIED] = hierarchy_dir(h, inner, own.get(UNIFIED))
+    return paths
+
+
+def resolve_v2_path(inner: str, hierarchy: Hierarchy, own: dict[str, str]) -> str:
+    return hierarchy_dir(hierarchy, inner, own.get(UNIFIED))
+
+
+def default_cgroups_path(container_id: str) -> str:
+    """runc's default when cgroupsPath is unset: the id, relative to our own cgroup."""
+    return container_id
+
+
+# --- small file helpers shared by v1 and v2 -------------------------------------------------
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def read_pids_file(path: str) -> list[int]:
+    try:
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def write_file(path: str, value: str) -> None:
+    """One write(2) of value to a cgroup file (cgroup files want a single write per value)."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def makedirs_tracked(path: str) -> list[str]:
+    """mkdir -p that returns the directories it created itself, outermost first."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    created = []
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o755)
+            created.append(d)
+        except FileExistsError:
+            pass
+    return created
+
+
+def has_subdirs(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return any(e.is_dir(follow_symlinks=False) for e in it)
+    except OSError:
+        return False
+
+
+def rmdir_retry(path: str, timeout: float = 2.0) -> None:
+    """rmdir a cgroup; retry on EBUSY while its last processes finish exiting.
+
+    A cgroup that still has child cgroups is left in place (another container may
+    live under an intermediate directory we created). Missing is fine.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
+                if has_subdirs(path):
+                    return
+                if time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                    continue
+                raise SetupError(f"cannot remove cgroup {path}: {os.strerror(e.errno)} "
+                                 f"(processes still in it: {read_pids_file(os.path.join(path, 'cgroup.procs'))})"
+                                 ) from e
+            raise SetupError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}") from e
+
+
+def walk_pids(path: str) -> list[int]:
+    """Every pid in cgroup `path` and its descendants (cgroup.procs of each)."""
+    result: list[int] = []
+    for dirpath, dirnames, _ in os.walk(path):
+        result.extend(read_pids_file(os.path.join(dirpath, "cgroup.procs")))
+    seen = set()
+    out = []
+    for p in result:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def write_error(field: str, value: str, path: str, err: OSError) -> SetupError:
+    """The SetupError for a value the host refused, naming the JSON field and the file."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    shown = value.strip().replace("\n", "\\n")
+    return SetupError(f"{field}: cannot write {shown} to {path}: {reason}")
+
+
+# --- the interface --------------------------------------------------------------------------
+
+class CgroupManager:
+    """A container's cgroup, in every hierarchy the host mounts.
+
+    `paths` maps each controller (v1) or UNIFIED (v2 / hybrid) to an absolute dir.
+    `created` lists the directories create() made itself; destroy() removes only
+    those, deepest first, and only when empty.
+    """
+
+    version = 0
+    driver = "disabled"
+
+    def __init__(self, container_id: str, cgroups_path: str | None):
+        self.container_id = container_id
+        self.cgroups_path = cgroups_path
+        self.paths: dict[str, str] = {}
+        self.created: list[str] = []
+
+    # lifecycle
+    def create(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, resources: dict | None) -> None:
+        raise NotImplementedError
+
+    def update(self, resources: dict) -> None:
+        """Change limits on a live container; a 0 (or "") leaves that setting as it is."""
+        self.apply(resources)
+
+    def add_process(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        raise NotImplementedError
+
+    def kill_all(self, sig: int) -> None:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(p) for p in self.paths.values())
+
+    def check_fit_for_create(self) -> None:
+        """The spec's optional fitness check: refuse a frozen or non-empty cgroup at create."""
+        if self.is_frozen():
+            raise SetupError(f"container's cgroup is unexpectedly frozen: {self._where()}")
+        pids = self.pids()
+        if pids:
+            raise SetupError(f"container's cgroup is not empty: {len(pids)} process(es) found in {self._where()}")
+
+    def _where(self) -> str:
+        dirs = sorted(set(self.paths.values()))
+        return dirs[0] if len(dirs) == 1 else (self.cgroups_path or "")
+
+    def to_state(self) -> dict:
+        return {
+            "version": self.version,
+            "driver": self.driver,
+            "container_id": self.container_id,
+            "cgroups_path": self.cgroups_path,
+            "paths": dict(self.paths),
+            "created": list(self.created),
+        }
+
+    def _restore(self, data: dict) -> None:
+        self.paths = dict(data.get("paths") or {})
+        self.created = list(data.get("created") or [])
+
+    def _signal_pids(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.container_id} {self.paths}>"
+
+
+class DisabledManager(CgroupManager):
+    """driver "disabled": every operation is a no-op."""
+
+    version = 0
+    driver = "disabled"
+
+    def create(self) -> None:
+        pass
+
+    def apply(self, resources: dict | None) -> None:
+        pass
+
+    def update(self, resources: dict) -> None:
+        pass
+
+    def add_process(self, pid: int) -> None:
+        pass
+
+    def pids(self) -> list[int]:
+        return []
+
+    def freeze(self) -> None:
+        pass
+
+    def thaw(self) -> None:
+        pass
+
+    def is_frozen(self) -> bool:
+        return False
+
+    def kill_all(self, sig: int) -> None:
+        pass
+
+    def destroy(self) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+    def exists(self) -> bool:
+        return False

@@ -1,0 +1,280 @@
+"""cgroup v1 manager (also the hybrid layout: v1 controllers plus a cgroup2 mount at .../unified).
+
+On a hybrid host the container's cgroup is also created in the unified hierarchy
+and in name=systemd, and its processes join them, so that engines reading
+/proc/<pid>/cgroup find the container at cgroupsPath everywhere (ENGINES.md).
+Controllers that exist only on the unified side of a hybrid host (hugetlb on
+the development machine) are driven through their v2 files there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ocipy.errors import SetupError
+
+from . import resources as res
+from .manager import (
+    UNIFIED,
+    CgroupManager,
+    makedirs_tracked,
+    read_file,
+    rmdir_retry,
+    walk_pids,
+    write_error,
+    write_file,
+)
+
+# Where to read the container's processes from, best first.
+_PROCS_ORDER = ("pids", "freezer", "devices", "memory", "cpu", "cpuacct", "cpuset", "blkio", "name=systemd")
+
+
+class V1Manager(CgroupManager):
+    version = 1
+    driver = "cgroupfs"
+
+    # --- directories -------------------------------------------------------------------------
+
+    def _dirs(self) -> list[str]:
+        """Distinct directories, in a stable order (controllers sharing a hierarchy share a dir)."""
+        out = []
+        for key in sorted(self.paths):
+            d = self.paths[key]
+            if d not in out:
+                out.append(d)
+        return out
+
+    def create(self) -> None:
+        for d in self._dirs():
+            try:
+                made = makedirs_tracked(d)
+            except OSError as e:
+                raise SetupError(f"cannot create cgroup {d}: {os.strerror(e.errno)}") from e
+            for m in made:
+                if m not in self.created:
+                    self.created.append(m)
+            if d == self.paths.get("cpuset"):
+                self._init_cpuset(made)
+
+    def _init_cpuset(self, made: list[str]) -> None:
+        """A new v1 cpuset cgroup starts with empty cpus/mems: copy them from the parent, top-down."""
+        for d in made:
+            parent = os.path.dirname(d)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                try:
+                    if read_file(os.path.join(d, name)).strip():
+                        continue
+                    value = read_file(os.path.join(parent, name)).strip()
+                    if value:
+                        write_file(os.path.join(d, name), value)
+                except OSError as e:
+                    raise SetupError(f"cannot initialise {os.path.join(d, name)} from its parent: "
+                                     f"{os.strerror(e.errno)}") from e
+
+    def _enable_unified_controllers(self, wanted: list[str]) -> None:
+        """Hybrid: enable `wanted` unified-side controllers (hugetlb here) for our cgroup, top-down.
+
+        Done only when a setting needs them, so a plain container leaves the
+        host's unified subtree_control as it found it."""
+        target = self.paths[UNIFIED]
+        root = _unified_root(target, self.created)
+        chain = []
+        d = os.path.dirname(target)
+        while True:
+            chain.append(d)
+            if d == root or len(d) <= len(root):
+                break
+            d = os.path.dirname(d)
+        for parent in reversed(chain):
+            try:
+                avail = read_file(os.path.join(parent, "cgroup.controllers")).split()
+                enabled = read_file(os.path.join(parent, "cgroup.subtree_control")).split()
+            except OSError:
+                continue
+            for c in wanted:
+                if c in avail and c not in enabled:
+                    try:
+                        write_file(os.path.join(parent, "cgroup.subtree_control"), "+" + c)
+                    except OSError:
+                        pass  # best effort; apply() reports a controller it needs and lacks
+
+    # --- resources ---------------------------------------------------------------------------
+
+    def _current(self) -> dict:
+        cur = {}
+        mem = self.paths.get("memory")
+        if mem:
+            try:
+                cur["memory.limit_in_bytes"] = int(read_file(os.path.join(mem, "memory.limit_in_bytes")))
+            except (OSError, ValueError):
+                pass
+        return cur
+
+    def apply(self, resources: dict | None) -> None:
+        if not resources:
+            return
+        writes = res.plan_v1(_without_v2_only(resources, self), self._current())
+        extra = self._hybrid_writes(resources)
+        self._run(writes + extra)
+
+    def _hybrid_writes(self, resources: dict) -> list[res.Write]:
+        """hugepageLimits on a hybrid host whose hugetlb controller lives on the unified side."""
+        if "hugetlb" in self.paths or UNIFIED not in self.paths or not resources.get("hugepageLimits"):
+            return []
+        writes = res.plan_v2({"hugepageLimits": resources["hugepageLimits"]})
+        d = self.paths[UNIFIED]
+        try:
+            have = open(os.path.join(d, "cgroup.controllers")).read().split()
+        except OSError:
+            have = []
+        if "hugetlb" not in have:
+            self._enable_unified_controllers(["hugetlb"])
+        return [w._replace(controller=UNIFIED) for w in writes]
+
+    def _run(self, writes: list[res.Write]) -> None:
+        for w in writes:
+            d = self.paths.get(w.controller)
+            if d is None:
+                if w.optional:
+                    continue
+                raise SetupError(f"{w.field}: the {w.controller} cgroup controller is not mounted on this host")
+            path = os.path.join(d, w.filename)
+            if w.fallback is not None and not os.path.exists(path):
+                w = w.fallback
+                path = os.path.join(d, w.filename)
+            if w.optional and not os.path.exists(path):
+                continue
+            try:
+                write_file(path, w.value)
+            except OSError as e:
+                raise write_error(w.field, w.value, path, e) from e
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def add_process(self, pid: int) -> None:
+        for d in self._dirs():
+            path = os.path.join(d, "cgroup.procs")
+            try:
+                write_file(path, str(pid))
+            except OSError as e:
+                raise SetupError(f"cannot add process {pid} to cgroup {d}: {os.strerror(e.errno)}") from e
+
+    def _procs_dir(self) -> str | None:
+        for c in _PROCS_ORDER:
+            if c in self.paths:
+                return self.paths[c]
+        dirs = self._dirs()
+        return dirs[0] if dirs else None
+
+    def pids(self) -> list[int]:
+        d = self._procs_dir()
+        if d is None or not os.path.isdir(d):
+            return []
+        return walk_pids(d)
+
+    # --- freezer -----------------------------------------------------------------------------
+
+    def _freezer_state_file(self) -> str:
+        d = self.paths.get("freezer")
+        if d is None:
+            raise SetupError("the freezer cgroup controller is not mounted on this host")
+        return os.path.join(d, "freezer.state")
+
+    def freeze(self) -> None:
+        path = self._freezer_state_file()
+        deadline = time.monotonic() + 5
+        delay = 0.001
+        try:
+            while True:
+                write_file(path, "FROZEN")
+                state = read_file(path).strip()
+                if state == "FROZEN":
+                    return
+                if time.monotonic() > deadline:
+                    write_file(path, "THAWED")
+                    raise SetupError(f"cannot freeze cgroup {os.path.dirname(path)}: still {state} after 5s")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except OSError as e:
+            raise SetupError(f"cannot freeze cgroup: {path}: {os.strerror(e.errno)}") from e
+
+    def thaw(self) -> None:
+        path = self._freezer_state_file()
+        try:
+            write_file(path, "THAWED")
+        except OSError as e:
+            raise SetupError(f"cannot thaw cgroup: {path}: {os.strerror(e.errno)}") from e
+
+    def is_frozen(self) -> bool:
+        d = self.paths.get("freezer")
+        if d is None:
+            return False
+        try:
+            # self_freezing: frozen by us (not only because an ancestor is)
+            return read_file(os.path.join(d, "freezer.state")).strip() in ("FROZEN", "FREEZING")
+        except OSError:
+            return False
+
+    def kill_all(self, sig: int) -> None:
+        """Signal every process; freeze around it so nothing forks out of reach (runc does the same)."""
+        frozen_here = False
+        if "freezer" in self.paths and os.path.isdir(self.paths["freezer"]) and not self.is_frozen():
+            try:
+                self.freeze()
+                frozen_here = True
+            except SetupError:
+                frozen_here = False
+        try:
+            self._signal_pids(sig)
+        finally:
+            if frozen_here or (sig == signal.SIGKILL and self.is_frozen()):
+                # a frozen task cannot die: SIGKILL needs a thaw to take effect
+                try:
+                    self.thaw()
+                except SetupError:
+                    pass
+
+    # --- teardown ----------------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        errors = []
+        for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
+            try:
+                rmdir_retry(d)
+            except SetupError as e:
+                errors.append(str(e))
+        self.created = [d for d in self.created if os.path.isdir(d)]
+        if errors:
+            raise SetupError("; ".join(errors))
+
+    # --- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        from . import stats
+
+        return stats.stats_v1(self.paths)
+
+    def freezer_dir_exists(self) -> bool:
+        d = self.paths.get("freezer")
+        return bool(d and os.path.isdir(d))
+
+
+def _without_v2_only(resources: dict, mgr: V1Manager) -> dict:
+    """Drop hugepageLimits from the v1 plan when hybrid hugetlb is handled on the unified side."""
+    if "hugetlb" not in mgr.paths and UNIFIED in mgr.paths and resources.get("hugepageLimits"):
+        r = dict(resources)
+        del r["hugepageLimits"]
+        return r
+    return resources
+
+
+def _unified_root(target: str, created: list[str]) -> str:
+    """The outermost directory whose subtree_control we touch: the parent of the first
+    directory create() made on the path (or the target's parent when we made none)."""
+    for d in created:
+        if target == d or target.startswith(d + "/"):
+            return os.path.dirname(d)
+    return os.path.dirname(target)
+

@@ -1,0 +1,254 @@
+"""cgroup v2 (unified hierarchy) manager.
+
+- create: mkdir -p, then (best effort, like runc) enable every controller the
+  hierarchy offers in cgroup.subtree_control of each ancestor from the mount
+  point down to the container's parent, so the container's cgroup has them.
+- apply: the writes from resources.plan_v2 (a controller that is needed but not
+  available is an error naming the JSON field), then the device program.
+- freeze/thaw: cgroup.freeze, waiting for `frozen 1` in cgroup.events.
+- kill_all(SIGKILL): cgroup.kill where the kernel has it (5.14+).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ocipy.errors import SetupError
+
+from . import resources as res
+from .manager import (
+    UNIFIED,
+    CgroupManager,
+    makedirs_tracked,
+    read_file,
+    rmdir_retry,
+    walk_pids,
+    write_error,
+    write_file,
+)
+
+
+class V2Manager(CgroupManager):
+    version = 2
+    driver = "cgroupfs"
+
+    def __init__(self, container_id: str, cgroups_path: str | None, path: str = "", mountpoint: str = ""):
+        super().__init__(container_id, cgroups_path)
+        self.mountpoint = mountpoint
+        if path:
+            self.paths = {UNIFIED: path}
+
+    @property
+    def path(self) -> str:
+        return self.paths[UNIFIED]
+
+    def to_state(self) -> dict:
+        d = super().to_state()
+        d["mountpoint"] = self.mountpoint
+        return d
+
+    def _restore(self, data: dict) -> None:
+        super()._restore(data)
+        self.mountpoint = data.get("mountpoint") or ""
+
+    # --- directories -------------------------------------------------------------------------
+
+    def create(self) -> None:
+        try:
+            made = makedirs_tracked(self.path)
+        except OSError as e:
+            raise SetupError(f"cannot create cgroup {self.path}: {os.strerror(e.errno)}") from e
+        self.created += [m for m in made if m not in self.created]
+        self._enable_controllers(None)
+
+    def _ancestors(self) -> list[str]:
+        """Directories whose subtree_control governs our cgroup: mount point .. parent, top-down."""
+        out = []
+        d = os.path.dirname(self.path)
+        top = self.mountpoint or d
+        while True:
+            out.append(d)
+            if d == top or len(d) <= len(top) or d == "/":
+                break
+            d = os.path.dirname(d)
+        return list(reversed(out))
+
+    def _enable_controllers(self, wanted: list[str] | None) -> None:
+        """Enable `wanted` (None: all available) top-down; failures are left to the caller to report."""
+        for d in self._ancestors():
+            try:
+                avail = read_file(os.path.join(d, "cgroup.controllers")).split()
+                enabled = read_file(os.path.join(d, "cgroup.subtree_control")).split()
+            except OSError:
+                continue
+            for c in (avail if wanted is None else wanted):
+                if c in avail and c not in enabled:
+                    try:
+                        write_file(os.path.join(d, "cgroup.subtree_control"), "+" + c)
+                    except OSError:
+                        pass
+
+    def available_controllers(self) -> list[str]:
+        try:
+            return read_file(os.path.join(self.path, "cgroup.controllers")).split()
+        except OSError:
+            return []
+
+    # --- resources ---------------------------------------------------------------------------
+
+    def apply(self, resources: dict | None) -> None:
+        if not resources:
+            return
+        current = {}
+        for name in ("cpu.max", "memory.max"):
+            try:
+                current[name] = read_file(os.path.join(self.path, name)).strip()
+            except OSError:
+                pass
+        writes = res.plan_v2(resources, current)
+        needed = res.v2_controllers_needed(writes)
+        have = self.available_controllers()
+        missing = [c for c in needed if c not in have]
+        if missing:
+            self._enable_controllers(missing)
+            have = self.available_controllers()
+        for w in writes:
+            if w.controller != "cgroup" and w.controller not in have:
+                if w.optional:
+                    continue
+                raise SetupError(
+                    f"{w.field}: the {w.controller} controller is not available in cgroup {self.path} "
+                    f"(cgroup.controllers: {' '.join(have) or 'none'})")
+        self._check_before_update(resources)
+        for w in writes:
+            path = os.path.join(self.path, w.filename)
+            if w.fallback is not None and not os.path.exists(path):
+                w = w.fallback
+                path = os.path.join(self.path, w.filename)
+            if w.optional and not os.path.exists(path):
+                continue
+            try:
+                write_file(path, w.value)
+            except OSError as e:
+                raise write_error(w.field, w.value, path, e) from e
+        if resources.get("devices") is not None:
+            self.set_devices(resources["devices"])
+
+    def _check_before_update(self, resources: dict) -> None:
+        mem = resources.get("memory") or {}
+        limit = mem.get("limit") or 0
+        if mem.get("checkBeforeUpdate") and limit > 0:
+            try:
+                usage = int(read_file(os.path.join(self.path, "memory.current")))
+            except (OSError, ValueError):
+                return
+            if limit < usage:
+                raise SetupError(f"linux.resources.memory.limit: {limit} is below the cgroup's current memory "
+                                 f"usage {usage} (checkBeforeUpdate)")
+
+    def set_devices(self, rules: list[dict]) -> None:
+        from . import bpf_devices
+
+        prog = bpf_devices.build_program(rules)
+        if prog is None:
+            return
+        try:
+            bpf_devices.attach(self.path, prog)
+        except OSError as e:
+            raise SetupError(f"linux.resources.devices: cannot attach the device BPF program to {self.path}: "
+                             f"{e.strerror or e}") from e
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def add_process(self, pid: int) -> None:
+        path = os.path.join(self.path, "cgroup.procs")
+        try:
+            write_file(path, str(pid))
+        except OSError as e:
+            raise SetupError(f"cannot add process {pid} to cgroup {self.path}: {os.strerror(e.errno)}") from e
+
+    def pids(self) -> list[int]:
+        if not os.path.isdir(self.path):
+            return []
+        return walk_pids(self.path)
+
+    # --- freezer -----------------------------------------------------------------------------
+
+    def _events(self) -> dict[str, str]:
+        try:
+            text = read_file(os.path.join(self.path, "cgroup.events"))
+        except OSError:
+            return {}
+        return dict(line.split(None, 1) for line in text.splitlines() if " " in line)
+
+    def _set_freeze(self, value: str) -> None:
+        path = os.path.join(self.path, "cgroup.freeze")
+        try:
+            write_file(path, value)
+        except OSError as e:
+            action = "freeze" if value == "1" else "thaw"
+            raise SetupError(f"cannot {action} cgroup: {path}: {os.strerror(e.errno)}") from e
+        deadline = time.monotonic() + 5
+        delay = 0.001
+        while self._events().get("frozen", value).strip() != value:
+            if time.monotonic() > deadline:
+                if value == "1":
+                    write_file(path, "0")
+                raise SetupError(f"cgroup {self.path} did not reach frozen={value} within 5s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def freeze(self) -> None:
+        self._set_freeze("1")
+
+    def thaw(self) -> None:
+        self._set_freeze("0")
+
+    def is_frozen(self) -> bool:
+        try:
+            return read_file(os.path.join(self.path, "cgroup.freeze")).strip() == "1"
+        except OSError:
+            return False
+
+    def kill_all(self, sig: int) -> None:
+        if sig == signal.SIGKILL and os.path.exists(os.path.join(self.path, "cgroup.kill")):
+            try:
+                write_file(os.path.join(self.path, "cgroup.kill"), "1")
+                return
+            except OSError:
+                pass
+        frozen_here = False
+        if os.path.isdir(self.path) and not self.is_frozen():
+            try:
+                self.freeze()
+                frozen_here = True
+            except SetupError:
+                pass
+        try:
+            self._signal_pids(sig)
+        finally:
+            if frozen_here or (sig == signal.SIGKILL and self.is_frozen()):
+                try:
+                    self.thaw()
+                except SetupError:
+                    pass
+
+    # --- teardown ----------------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        errors = []
+        for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
+            try:
+                rmdir_retry(d)
+            except SetupError as e:
+                errors.append(str(e))
+        self.created = [d for d in self.created if os.path.isdir(d)]
+        if errors:
+            raise SetupError("; ".join(errors))
+
+    def stats(self) -> dict:
+        from . import stats
+
+        return stats.stats_v2(self.path)

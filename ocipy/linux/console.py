@@ -1,0 +1,67 @@
+"""The container's terminal: a pty from the container's own devpts, its master sent to --console-socket.
+
+Protocol (as runc, and as conmon and containerd's shim read it): connect to the
+unix stream socket, one sendmsg with payload "/dev/ptmx" and exactly one
+SCM_RIGHTS fd (the master), close. Never wait for a reply.
+"""
+
+import array
+import fcntl
+import os
+import socket
+import struct
+import termios
+
+from . import syscalls
+
+
+def open_pty(ptmx_path: str) -> tuple[int, int]:
+    """Open a new pty through `ptmx_path` (the container's /dev/pts/ptmx): (master, slave)."""
+    master = os.open(ptmx_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, syscalls.TIOCSPTLCK, struct.pack("i", 0))
+    # TIOCGPTPEER opens the slave from the master itself: no path lookup to race.
+    slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    return master, slave
+
+
+def set_size(fd: int, height: int, width: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, syscalls.winsize(height, width))
+
+
+def send_master(sock_fd: int, master: int) -> None:
+    sock = socket.socket(fileno=os.dup(sock_fd))
+    try:
+        sock.sendmsg([b"/dev/ptmx"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
+    finally:
+        sock.close()
+
+
+def receive_master(sock: socket.socket) -> int:
+    """The receiving side (used by `run` in the foreground with a terminal)."""
+    fds = array.array("i")
+    _msg, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise OSError("console socket: no pty master received")
+    return fds[0]
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"connect to console socket {path}: {e.strerror}") from None
+    return sock
+
+
+def make_controlling_tty(slave: int) -> None:
+    """slave becomes stdin/stdout/stderr and the controlling terminal of this session leader."""
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if slave > 2:
+        os.close(slave)

@@ -1,0 +1,160 @@
+"""The container process's own settings: rlimits, user, env, executable, fds, signals.
+
+Everything here runs in the container's pid 1 (or an exec'd process) just before
+execve. Messages that engines map to exit codes are spelled as runc's:
+"executable file not found in $PATH" / "no such file or directory" -> 127,
+"permission denied" -> 126.
+"""
+
+import errno
+import os
+import resource
+import signal
+import stat
+
+import prctl
+
+from ..errors import SetupError
+
+_RLIM_INFINITY_SPEC = 2**64 - 1
+
+
+def _rlim(value: int) -> int:
+    return resource.RLIM_INFINITY if value >= 2**63 else value
+
+
+def set_rlimits(rlimits) -> None:
+    """Apply process.rlimits; raising a hard limit needs CAP_SYS_RESOURCE, and the error says so."""
+    for rl in rlimits:
+        res = getattr(resource, rl.type, None)
+        if res is None:
+            raise SetupError(f"unknown rlimit {rl.type}")
+        soft, hard = _rlim(rl.soft), _rlim(rl.hard)
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError) as e:
+            cur_soft, cur_hard = resource.getrlimit(res)
+            if cur_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > cur_hard):
+                raise SetupError(
+                    f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: cannot raise the hard limit above "
+                    f"{cur_hard}: the runtime lacks CAP_SYS_RESOURCE (lower process.rlimits to at most {cur_hard})"
+                ) from None
+            raise SetupError(f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: {e}") from None
+
+
+def set_oom_score_adj(value: int | None) -> None:
+    if value is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise SetupError(f"set oomScoreAdj to {value}: {e.strerror} (lowering it needs CAP_SYS_RESOURCE)") from None
+
+
+def switch_user(user, *, setgroups_allowed: bool = True) -> None:
+    """Set groups, gid and uid, keeping permitted capabilities across the uid change."""
+    if setgroups_allowed:
+        os.setgroups(list(user.additional_gids or []))
+    os.setresgid(user.gid, user.gid, user.gid)
+    prctl.set_keepcaps(True)
+    try:
+        os.setresuid(user.uid, user.uid, user.uid)
+    finally:
+        prctl.set_keepcaps(False)
+
+
+def env_with_home(env: list[str], uid: int) -> list[str]:
+    """Add HOME from the container's /etc/passwd when the config does not set it (as runc)."""
+    if any(e.startswith("HOME=") for e in env):
+        return list(env)
+    home = "/"
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    home = parts[5] or "/"
+                    break
+    except OSError:
+        pass
+    return list(env) + [f"HOME={home}"]
+
+
+def env_value(env: list[str], name: str) -> str | None:
+    for e in env:
+        if e.startswith(name + "="):
+            return e[len(name) + 1 :]
+    return None
+
+
+def _is_executable_file(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
+
+
+def find_executable(arg0: str, env: list[str]) -> str:
+    """Resolve args[0] like Go's exec.LookPath in runc's init, with runc's messages."""
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except OSError as e:
+            raise SetupError(f'exec: "{arg0}": stat {arg0}: {os.strerror(e.errno).lower()}') from None
+        if stat.S_ISDIR(st.st_mode) or not os.access(arg0, os.X_OK):
+            raise SetupError(f'exec: "{arg0}": permission denied')
+        return arg0
+    path = env_value(env, "PATH")
+    if path is None:
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", arg0)
+        if _is_executable_file(candidate):
+            return candidate
+    raise SetupError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def change_dir(cwd: str) -> None:
+    """chdir and make sure the result is inside the container's root (no /proc/self/fd/N escape)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: {os.strerror(e.errno).lower()}") from None
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        here = None
+    if here is None or not here.startswith("/"):
+        raise SetupError(f"cwd {cwd!r} is outside the container's root")
+
+
+def reset_signals() -> None:
+    """Every signal at its default and unblocked: the runtime may have inherited ignores and masks."""
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def close_stray_fds(keep_upto: int, also_keep: tuple[int, ...] = ()) -> None:
+    """Mark every fd >= keep_upto close-on-exec, except `also_keep`; 0..keep_upto-1 pass into the container."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < keep_upto or fd in also_keep:
+            continue
+        try:
+            os.set_inheritable(fd, False)
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                raise
+    for fd in range(keep_upto):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass

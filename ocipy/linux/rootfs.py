@@ -1,0 +1,803 @@
+"""The container's filesystem: mounts, /dev, pivot_root, masked and read-only paths.
+
+Called by the container's pid 1 (ocipy/init.py), in this order, inside its new
+mount namespace:
+
+    prepare(spec, rootfs, ...)      propagation of "/", rootfs bind, spec.mounts, /dev
+    bind_console(rootfs, slave_fd)  only with process.terminal
+    pivot(rootfs)                   pivot_root (or MS_MOVE + chroot with no_pivot)
+    finish(spec)                    maskedPaths, readonlyPaths, root.readonly, propagation
+
+`plan(spec, rootfs)` is the pure part: the ordered list of steps prepare() executes.
+
+Every destination is resolved inside the rootfs (paths.py, openat2 RESOLVE_IN_ROOT)
+and the mount goes onto /proc/self/fd/N of the resolved O_PATH fd, so a symlink in
+the image, or one swapped in while we work, cannot point a mount at the host
+(CVE-2021-30465 and friends).
+"""
+
+import ctypes
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from ocipy.errors import SetupError
+from ocipy.linux import devices, mountopts, paths
+from ocipy.linux import syscalls as sc
+from ocipy.linux.mountopts import MountOptions, parse_mount_options
+
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+CGROUP2_SUPER_MAGIC = 0x63677270
+CGROUP_SUPER_MAGIC = 0x27E0EB
+
+# destinations under /proc that may be covered (lxcfs and friends), as runc allows
+PROC_MOUNT_ALLOWLIST = (
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/pressure",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+)
+
+_FS_WITHOUT_LABEL = ("bind", "proc", "sysfs", "cgroup", "cgroup2", "none")
+
+
+# --- steps -------------------------------------------------------------------------------
+@dataclass
+class SetRootPropagation:
+    flags: int
+
+
+@dataclass
+class BindRootfs:
+    rootfs: str
+
+
+@dataclass
+class MountStep:
+    index: int
+    destination: str  # cleaned, absolute, as seen in the container
+    source: str | None
+    fstype: str | None
+    opts: MountOptions
+    kind: str  # "bind", "proc", "sysfs", "cgroup", "fs"
+    data: str = ""  # opts.data plus the SELinux context when there is one
+    readonly_later: bool = False  # /dev tmpfs: mounted rw, made ro after the devices exist
+
+    @property
+    def flags(self) -> int:
+        return self.opts.flags
+
+
+@dataclass
+class RemountReadonly:
+    destination: str
+
+
+@dataclass
+class MakeDevice:
+    node: devices.DeviceNode
+
+
+@dataclass
+class MakeSymlink:
+    link: devices.DevSymlink
+
+
+@dataclass
+class Plan:
+    steps: list = field(default_factory=list)
+
+
+def _get(obj, name, default=None):
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def propagation_flags(name: str | None) -> int:
+    """rootfsPropagation -> MS_* (default MS_SLAVE|MS_REC, as runc)."""
+    if not name:
+        return sc.MS_SLAVE | sc.MS_REC
+    try:
+        return mountopts.PROPAGATION_OPTIONS[name]
+    except KeyError:
+        raise ValueError(f"linux.rootfsPropagation: unknown propagation {name!r}") from None
+
+
+def check_proc_destination(dest: str, kind: str) -> None:
+    """runc's rule: /proc itself takes only a proc mount; below /proc only the
+    allow-listed files (lxcfs) may be covered."""
+    if dest == "/proc":
+        if kind != "proc":
+            raise ValueError(f"{dest} cannot be mounted because it is not of type proc")
+        return
+    if dest.startswith("/proc/"):
+        if dest in PROC_MOUNT_ALLOWLIST or any(dest.startswith(p + "/") for p in PROC_MOUNT_ALLOWLIST):
+            return
+        raise ValueError(f"{dest} cannot be mounted because it is inside /proc")
+
+
+def _dev_is_bind(mounts) -> bool:
+    for m in mounts or ():
+        if paths.clean(_get(m, "destination") or "") == "/dev":
+            opts = parse_mount_options(_get(m, "options") or [])
+            if opts.is_bind or _get(m, "type") == "bind":
+                return True
+    return False
+
+
+def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None = None, bundle: str | None = None) -> list:
+    """Ordered steps of prepare(). Pure: reads neither the disk nor the kernel
+    (a relative bind source is made absolute against `bundle`, default the cwd)."""
+    linux = _get(spec, "linux")
+    steps: list = [SetRootPropagation(propagation_flags(_get(linux, "rootfs_propagation"))), BindRootfs(rootfs)]
+    mounts = _get(spec, "mounts") or []
+    devpts = False
+    dev_ro = None
+    for i, m in enumerate(mounts):
+        dest_raw = _get(m, "destination")
+        if not dest_raw:
+            raise ValueError(f"mount {i}: no destination")
+        dest = paths.clean(dest_raw)  # relative destinations are relative to "/"
+        fstype = _get(m, "type")
+        source = _get(m, "source")
+        opts = parse_mount_options(_get(m, "options") or [])
+        if fstype == "bind" and not opts.is_bind:
+            opts.flags |= sc.MS_BIND
+        if opts.is_bind:
+            kind = "bind"
+            if not source:
+                raise ValueError(f"mount {i} ({dest}): a bind mount needs a source")
+            if not os.path.isabs(source):
+                source = os.path.join(bundle or os.getcwd(), source)
+            source = os.path.normpath(source)
+        elif fstype == "proc":
+            kind = "proc"
+        elif fstype == "sysfs":
+            kind = "sysfs"
+        elif fstype == "cgroup":
+            kind = "cgroup"
+        elif not fstype:
+            raise ValueError(f"mount {i} ({dest}): no type and not a bind mount")
+        else:
+            kind = "fs"
+        check_proc_destination(dest, kind)
+        if opts.idmap or _get(m, "uid_mappings") or _get(m, "gid_mappings"):
+            raise ValueError(f"mount {i} ({dest}): idmapped mounts are not supported by ocipy yet")
+        data = opts.data
+        if mount_label and kind == "fs" and fstype not in _FS_WITHOUT_LABEL:
+            ctx = f'context="{mount_label}"'
+            data = f"{data},{ctx}" if data else ctx
+        step = MountStep(i, dest, source, fstype, opts, kind, data)
+        if dest == "/dev" and kind == "fs" and opts.flags & sc.MS_RDONLY:
+            step.readonly_later = True
+            dev_ro = dest
+        if dest == "/dev/pts" and fstype == "devpts":
+            devpts = True
+        steps.append(step)
+    if not _dev_is_bind(mounts):
+        for node in devices.plan_devices(linux, in_userns=in_userns):
+            steps.append(MakeDevice(node))
+        for link in devices.plan_symlinks(devpts=devpts):
+            steps.append(MakeSymlink(link))
+    if dev_ro:
+        steps.append(RemountReadonly(dev_ro))
+    return steps
+
+
+# --- cgroup mounts ------------------------------------------------------------------------
+@dataclass
+class CgroupSub:
+    name: str  # directory under the cgroup mount's destination
+    fstype: str  # "cgroup" or "cgroup2"
+    data: str  # for a fresh mount
+    host_dir: str | None  # for a bind
+    symlinks: list[str] = field(default_factory=list)  # co-mounted controllers: cpu -> cpu,cpuacct
+
+
+def cgroup_v1_layout(cgroup_paths: dict[str, str], *, new_cgroupns: bool) -> list[CgroupSub]:
+    """Pure: one entry per hierarchy key of `cgroup_paths` (controller list as the host
+    names its mount, "systemd"/"name=X" for named ones, "unified" for the v2 one)."""
+    out = []
+    for key in sorted(cgroup_paths):
+        host_dir = cgroup_paths[key]
+        if key in ("unified", ""):
+            out.append(CgroupSub("unified", "cgroup2", "", None if new_cgroupns else host_dir))
+            continue
+        if key.startswith("name="):
+            name = key[len("name="):]
+            data = key
+        elif key == "systemd":
+            name, data = "systemd", "name=systemd"
+        else:
+            name, data = key, key
+        links = [c for c in key.split(",") if c != key and not c.startswith("name=")] if "," in key else []
+        out.append(CgroupSub(name, "cgroup", data, None if new_cgroupns else host_dir, links))
+    return out
+
+
+def _read_mountinfo(path: str = "/proc/self/mountinfo") -> list[dict]:
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            out.append(
+                {
+                    "id": int(parts[0]),
+                    "parent": int(parts[1]),
+                    "root": _unescape(parts[3]),
+                    "mountpoint": _unescape(parts[4]),
+                    "options": parts[5],
+                    "optional": parts[6:sep],
+                    "fstype": parts[sep + 1],
+                    "source": parts[sep + 2],
+                    "super": parts[sep + 3] if len(parts) > sep + 3 else "",
+                }
+            )
+    return out
+
+
+def _unescape(s: str) -> str:
+    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+_CGROUP_V1_NON_CONTROLLERS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods", "nsdelegate")
+
+
+def _host_cgroup_layout() -> tuple[bool, dict[str, str]]:
+    """(is_pure_v2, {hierarchy key: host dir of our own cgroup}) from this process's
+    /proc/self/cgroup and mountinfo, for when the caller passes no cgroup_paths."""
+    mounts = _read_mountinfo()
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, ctrls, path = line.rstrip("\n").split(":", 2)
+            own[ctrls] = path
+    v2_root = [m for m in mounts if m["mountpoint"] == "/sys/fs/cgroup" and m["fstype"] == "cgroup2"]
+    if v2_root:
+        return True, {"": os.path.join("/sys/fs/cgroup", own.get("", "/").lstrip("/"))}
+    out: dict[str, str] = {}
+    for m in mounts:
+        if not m["mountpoint"].startswith("/sys/fs/cgroup/"):
+            continue
+        if m["fstype"] == "cgroup2":
+            out["unified"] = os.path.join(m["mountpoint"], own.get("", "/").lstrip("/"))
+        elif m["fstype"] == "cgroup":
+            ctrls = [o for o in m["super"].split(",") if o not in _CGROUP_V1_NON_CONTROLLERS and ("=" not in o or o.startswith("name="))]
+            for own_key, path in own.items():
+                if own_key and set(own_key.split(",")) == set(ctrls):
+                    out[",".join(ctrls)] = os.path.join(m["mountpoint"], path.lstrip("/"))
+    return False, out
+
+
+def _cgroup_mount_keys(mounts: list[dict]) -> list[tuple[str, str]]:
+    """(mountpoint, hierarchy key) of each cgroup hierarchy the host mounts; the key is
+    the controller list of the mount ("cpu,cpuacct", "name=systemd") or "unified"."""
+    out = []
+    for m in mounts:
+        if m["fstype"] == "cgroup2":
+            out.append((m["mountpoint"], "unified"))
+        elif m["fstype"] == "cgroup":
+            ctrls = [o for o in m["super"].split(",") if o not in _CGROUP_V1_NON_CONTROLLERS and ("=" not in o or o.startswith("name="))]
+            out.append((m["mountpoint"], ",".join(ctrls)))
+    return out
+
+
+def normalize_cgroup_paths(cgroup_paths: dict[str, str], mounts: list[dict]) -> dict[str, str]:
+    """The caller names hierarchies by single controller ({"cpu": d, "cpuacct": d}); a
+    co-mounted hierarchy must be mounted once, under its full controller list. Group
+    the entries by the host cgroup mount that holds each directory."""
+    hier = sorted(_cgroup_mount_keys(mounts), key=lambda t: -len(t[0]))
+    out: dict[str, str] = {}
+    for key, d in cgroup_paths.items():
+        for mp, hkey in hier:
+            if d == mp or d.startswith(mp.rstrip("/") + "/"):
+                out[hkey] = d
+                break
+        else:
+            out[key] = d
+    return out
+
+
+def _is_pure_v2() -> bool:
+    """True when the host mounts only cgroup2 on /sys/fs/cgroup (the top mount wins)."""
+    fstype = None
+    for m in _read_mountinfo():
+        if m["mountpoint"] == "/sys/fs/cgroup":
+            fstype = m["fstype"]
+    return fstype == "cgroup2"
+
+
+# --- small private syscalls (not in syscalls.py) -----------------------------------------
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount_setattr(set={attr_set:#x}, clear={attr_clr:#x}): {os.strerror(err)}")
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def _fstatfs_type(fd: int) -> int:
+    buf = _Statfs()
+    if _libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fstatfs: {os.strerror(err)}")
+    return buf.f_type & 0xFFFFFFFF
+
+
+# --- execution ---------------------------------------------------------------------------
+def _selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+def _parent_mount(path: str, mounts: list[dict]) -> dict | None:
+    best = None
+    for m in mounts:
+        mp = m["mountpoint"]
+        if path == mp or path.startswith(mp.rstrip("/") + "/"):
+            if best is None or len(mp) >= len(best["mountpoint"]):
+                best = m
+    return best
+
+
+def _make_parent_private(rootfs: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared: make that parent private."""
+    parent = _parent_mount(os.path.realpath(rootfs), _read_mountinfo())
+    if parent and any(o.startswith("shared:") for o in parent["optional"]):
+        sc.mount(None, parent["mountpoint"], None, sc.MS_PRIVATE)
+
+
+def _remount_bind(fd: int, opts: MountOptions, what: str, extra: int = 0) -> None:
+    """Apply the per-mount flags of a bind mount: mount(2) ignores them on MS_BIND, a
+    MS_REMOUNT|MS_BIND does it. If the kernel refuses (a user namespace locks the
+    flags of mounts it did not create), retry keeping the locked flags that are set."""
+    wanted = (opts.flags | extra) & mountopts.BIND_REMOUNT_MASK
+    target = paths.proc_fd_path(fd)
+    try:
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | wanted)
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
+        current = os.statvfs(target).f_flag
+        flags = mountopts.remount_flags(wanted, opts.clear_flags, current)
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
+
+
+def _needs_remount(opts: MountOptions) -> bool:
+    return bool(opts.flags & mountopts.BIND_REMOUNT_MASK)
+
+
+def _apply_after(fd: int, opts: MountOptions) -> None:
+    target = paths.proc_fd_path(fd)
+    for p in opts.propagation:
+        sc.mount(None, target, None, p)
+    if opts.has_rec_attrs:
+        _mount_setattr(fd, opts.rec_attr_set, opts.rec_attr_clr, recursive=True)
+
+
+def _reopen(root_fd: int, dest: str, before: int) -> int:
+    """Re-resolve `dest` after a mount landed on it: the new fd is the root of the
+    new mount (the old one still points at the covered directory)."""
+    fd = paths.open_in_root(root_fd, dest)
+    old_mnt, new_mnt = paths.mnt_id(before), paths.mnt_id(fd)
+    if old_mnt is not None and old_mnt == new_mnt:
+        os.close(fd)
+        raise OSError(errno.EXDEV, f"{dest} changed while it was being mounted")
+    return fd
+
+
+def _check_fs_type(root_fd: int, fd: int, dest: str) -> None:
+    """Below /proc and /sys, once procfs / sysfs is mounted there, the resolved destination
+    must live on it (or on a filesystem mounted below it, like the cgroup tmpfs): anything
+    else means the path was redirected somewhere it should not go."""
+    for top, magic, allowed in (
+        ("/proc", PROC_SUPER_MAGIC, (PROC_SUPER_MAGIC,)),
+        ("/sys", SYSFS_MAGIC, (SYSFS_MAGIC, TMPFS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC)),
+    ):
+        if not dest.startswith(top + "/"):
+            continue
+        try:
+            tfd = paths.open_in_root(root_fd, top)
+        except OSError:
+            return
+        try:
+            mounted = _fstatfs_type(tfd) == magic
+        finally:
+            os.close(tfd)
+        if mounted and _fstatfs_type(fd) not in allowed:
+            raise OSError(errno.EXDEV, f"{dest} does not resolve to a file on the {top} filesystem")
+
+
+def _open_dir_dest(root_fd: int, step: MountStep) -> int:
+    fd = paths.mkdir_all_in_root(root_fd, step.destination)
+    if step.kind in ("proc", "sysfs"):
+        # never mount proc or sysfs through a symlink (runc refuses this too)
+        try:
+            lfd = paths.open_in_root(root_fd, step.destination, nofollow=True)
+        except OSError:
+            os.close(fd)
+            raise
+        st = os.fstat(lfd)
+        os.close(lfd)
+        if not stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise OSError(errno.ENOTDIR, f"{step.destination} is a symlink or not a directory")
+    if step.destination.startswith(("/proc/", "/sys/")):
+        try:
+            _check_fs_type(root_fd, fd, step.destination)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
+    src = source or step.source
+    st = os.stat(src)
+    if stat.S_ISDIR(st.st_mode):
+        fd = _open_dir_dest(root_fd, step)
+    else:
+        fd = paths.create_file_in_root(root_fd, step.destination)
+        if step.destination.startswith(("/proc/", "/sys/")):
+            try:
+                _check_fs_type(root_fd, fd, step.destination)
+            except OSError:
+                os.close(fd)
+                raise
+    try:
+        sc.mount(src, paths.proc_fd_path(fd), None, sc.MS_BIND | (step.opts.flags & sc.MS_REC))
+        nfd = _reopen(root_fd, step.destination, fd)
+    finally:
+        os.close(fd)
+    try:
+        if _needs_remount(step.opts):
+            _remount_bind(nfd, step.opts, step.destination)
+        _apply_after(nfd, step.opts)
+    finally:
+        os.close(nfd)
+
+
+def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str | None = None, flags: int | None = None, data: str | None = None) -> None:
+    fd = _open_dir_dest(root_fd, step)
+    fl = step.opts.flags if flags is None else flags
+    if step.readonly_later:
+        fl &= ~sc.MS_RDONLY
+    try:
+        sc.mount(source if source is not None else (step.source or "none"), paths.proc_fd_path(fd), fstype or step.fstype, fl, (step.data if data is None else data) or None)
+        nfd = _reopen(root_fd, step.destination, fd)
+    finally:
+        os.close(fd)
+    try:
+        _apply_after(nfd, step.opts)
+    finally:
+        os.close(nfd)
+
+
+def _do_sysfs(root_fd: int, step: MountStep, *, in_userns: bool, new_netns: bool) -> None:
+    try:
+        _do_fs(root_fd, step)
+    except OSError as e:
+        if e.errno != errno.EPERM or not in_userns or new_netns:
+            raise
+        # sysfs cannot be mounted from a user namespace that does not own the network
+        # namespace: bind the host's /sys instead, read-only, as runc does
+        opts = MountOptions(
+            flags=step.opts.flags | sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY,
+            clear_flags=step.opts.clear_flags,
+            propagation=step.opts.propagation,
+        )
+        _do_bind(root_fd, MountStep(step.index, step.destination, "/sys", None, opts, "bind"), "/sys")
+
+
+def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_paths: dict[str, str] | None, in_userns: bool) -> None:
+    pure_v2 = _is_pure_v2()
+    if cgroup_paths is None:
+        pure_v2, cgroup_paths = _host_cgroup_layout()
+    elif not pure_v2:
+        cgroup_paths = normalize_cgroup_paths(cgroup_paths, _read_mountinfo())
+    flags = step.opts.flags
+    if pure_v2:
+        host_dir = cgroup_paths.get("") or cgroup_paths.get("unified") or "/sys/fs/cgroup"
+        if new_cgroupns:
+            try:
+                _do_fs(root_fd, step, fstype="cgroup2", source="cgroup2", data="")
+                return
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EBUSY):
+                    raise
+        opts = MountOptions(flags=flags | sc.MS_BIND | sc.MS_REC, clear_flags=step.opts.clear_flags, propagation=step.opts.propagation)
+        _do_bind(root_fd, MountStep(step.index, step.destination, host_dir, None, opts, "bind"), host_dir)
+        return
+    # v1 / hybrid: a tmpfs holding one directory per hierarchy
+    tmpfs_flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    tstep = MountStep(step.index, step.destination, "tmpfs", "tmpfs", MountOptions(flags=tmpfs_flags, propagation=step.opts.propagation), "fs", "mode=755")
+    _do_fs(root_fd, tstep)
+    for sub in cgroup_v1_layout(cgroup_paths, new_cgroupns=new_cgroupns):
+        sdest = paths.clean(step.destination + "/" + sub.name)
+        sopts = MountOptions(flags=flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT), clear_flags=step.opts.clear_flags, propagation=list(step.opts.propagation))
+        if sub.host_dir is None:
+            s = MountStep(step.index, sdest, "cgroup", sub.fstype, sopts, "fs", sub.data)
+            _do_fs(root_fd, s, fstype=sub.fstype, source=sub.fstype, data=sub.data)
+        else:
+            sopts.flags |= sc.MS_BIND | sc.MS_REC
+            _do_bind(root_fd, MountStep(step.index, sdest, sub.host_dir, None, sopts, "bind"), sub.host_dir)
+        for link in sub.symlinks:
+            pfd = paths.mkdir_all_in_root(root_fd, step.destination)
+            try:
+                os.symlink(sub.name, link, dir_fd=pfd)
+            except FileExistsError:
+                pass
+            finally:
+                os.close(pfd)
+    if flags & sc.MS_RDONLY:
+        fd = paths.open_in_root(root_fd, step.destination)
+        try:
+            sc.mount(None, paths.proc_fd_path(fd), None, sc.MS_REMOUNT | sc.MS_BIND | tmpfs_flags | sc.MS_RDONLY)
+        finally:
+            os.close(fd)
+
+
+def _describe(step) -> str:
+    if isinstance(step, MountStep):
+        return f"mount {step.index} ({step.destination})"
+    if isinstance(step, MakeDevice):
+        return f"device {step.node.path}"
+    if isinstance(step, MakeSymlink):
+        return f"symlink {step.link.link}"
+    if isinstance(step, RemountReadonly):
+        return f"read-only remount of {step.destination}"
+    if isinstance(step, BindRootfs):
+        return f"bind of the rootfs {step.rootfs}"
+    if isinstance(step, SetRootPropagation):
+        return "propagation of /"
+    return type(step).__name__
+
+
+def prepare(
+    spec,
+    rootfs: str,
+    *,
+    in_userns: bool,
+    new_netns: bool,
+    new_cgroupns: bool,
+    cgroup_paths: dict[str, str] | None,
+    mount_label: str | None = None,
+    bundle: str | None = None,
+) -> None:
+    """Everything before pivot_root: see the module docstring."""
+    label = mount_label if mount_label and _selinux_enabled() else None
+    try:
+        steps = plan(spec, rootfs, in_userns=in_userns, mount_label=label, bundle=bundle)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+    root_fd = None
+    for step in steps:
+        try:
+            if isinstance(step, SetRootPropagation):
+                sc.mount(None, "/", None, step.flags)
+            elif isinstance(step, BindRootfs):
+                _make_parent_private(rootfs)
+                sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+                sc.mount(None, rootfs, None, sc.MS_PRIVATE)
+                root_fd = paths.open_root(rootfs)
+            elif isinstance(step, MountStep):
+                if step.kind == "bind":
+                    _do_bind(root_fd, step)
+                elif step.kind == "sysfs":
+                    _do_sysfs(root_fd, step, in_userns=in_userns, new_netns=new_netns)
+                elif step.kind == "cgroup":
+                    _do_cgroup(root_fd, step, new_cgroupns=new_cgroupns, cgroup_paths=cgroup_paths, in_userns=in_userns)
+                else:
+                    _do_fs(root_fd, step)
+            elif isinstance(step, MakeDevice):
+                devices.create_device(root_fd, step.node)
+            elif isinstance(step, MakeSymlink):
+                devices.create_symlink(root_fd, step.link)
+            elif isinstance(step, RemountReadonly):
+                fd = paths.open_in_root(root_fd, step.destination)
+                try:
+                    t = paths.proc_fd_path(fd)
+                    sc.mount(None, t, None, sc.MS_REMOUNT | sc.MS_RDONLY | (mountopts.statvfs_to_ms(os.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS))
+                finally:
+                    os.close(fd)
+        except (OSError, ValueError) as e:
+            if root_fd is not None:
+                os.close(root_fd)
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise SetupError(f"{_describe(step)}: {why}") from e
+    if root_fd is not None:
+        os.close(root_fd)
+
+
+def bind_console(rootfs: str, slave_fd: int) -> None:
+    root_fd = paths.open_root(rootfs)
+    try:
+        devices.bind_console(root_fd, slave_fd)
+    except OSError as e:
+        raise SetupError(f"console /dev/console: {e.strerror or e}") from e
+    finally:
+        os.close(root_fd)
+
+
+def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
+    """Make `rootfs` the root of this mount namespace."""
+    try:
+        if no_pivot:
+            os.chdir(rootfs)
+            sc.mount(rootfs, "/", None, sc.MS_MOVE)
+            os.chroot(".")
+            os.chdir("/")
+            return
+        old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fchdir(new)
+            try:
+                sc.pivot_root(".", ".")
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # a shared "/" (rootfsPropagation shared) blocks pivot_root: the old
+                # root is thrown away just below, so make it private first
+                sc.mount(None, "/", None, sc.MS_PRIVATE)
+                sc.mount(None, ".", None, sc.MS_PRIVATE)
+                sc.pivot_root(".", ".")
+            os.fchdir(old)
+            # the old root is stacked under the new one: detach it without letting the
+            # unmount propagate anywhere
+            sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+            sc.umount2(".", sc.MNT_DETACH)
+        finally:
+            os.close(old)
+            os.close(new)
+        os.chdir("/")
+    except OSError as e:
+        raise SetupError(f"pivot_root {rootfs}: {e.strerror or e}") from e
+
+
+# --- after pivot ------------------------------------------------------------------------
+@dataclass
+class MaskPath:
+    path: str
+
+
+@dataclass
+class ReadonlyPath:
+    path: str
+
+
+@dataclass
+class RootReadonly:
+    pass
+
+
+@dataclass
+class ReapplyPropagation:
+    flags: int
+
+
+def finish_plan(spec) -> list:
+    """Pure: the steps of finish()."""
+    linux = _get(spec, "linux")
+    steps: list = []
+    for p in _get(linux, "masked_paths") or ():
+        steps.append(MaskPath(paths.clean(p)))
+    for p in _get(linux, "readonly_paths") or ():
+        steps.append(ReadonlyPath(paths.clean(p)))
+    root = _get(spec, "root")
+    if _get(root, "readonly"):
+        steps.append(RootReadonly())
+    prop = _get(linux, "rootfs_propagation")
+    if prop:
+        steps.append(ReapplyPropagation(propagation_flags(prop)))
+    return steps
+
+
+def _open_dev_null(root_fd: int) -> int:
+    """The container's /dev/null, checked to be the real 1:3 char device: masking binds
+    it over files, so a symlink or file there must not be used (CVE-2025-31133)."""
+    fd = paths.open_in_root(root_fd, "/dev/null", nofollow=True)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "/dev/null inside the container is not the null device")
+    return fd
+
+
+def _mask(root_fd: int, path: str, null_fd_box: list, label: str | None) -> None:
+    try:
+        fd = paths.open_in_root(root_fd, path, nofollow=True)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        return
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            return  # masking the link would mask its target: leave both alone
+        target = paths.proc_fd_path(fd)
+        if stat.S_ISDIR(st.st_mode):
+            data = f'context="{label}"' if label else None
+            sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, data)
+        else:
+            if not null_fd_box:
+                null_fd_box.append(_open_dev_null(root_fd))
+            sc.mount(paths.proc_fd_path(null_fd_box[0]), target, None, sc.MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def _readonly(root_fd: int, path: str) -> None:
+    try:
+        fd = paths.open_in_root(root_fd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        sc.mount(paths.proc_fd_path(fd), paths.proc_fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+        nfd = _reopen(root_fd, path, fd)
+    finally:
+        os.close(fd)
+    try:
+        t = paths.proc_fd_path(nfd)
+        keep = mountopts.statvfs_to_ms(os.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS
+        sc.mount(None, t, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep)
+    finally:
+        os.close(nfd)
+
+
+def finish(spec) -> None:
+    """After pivot, in the container's root: maskedPaths, readonlyPaths, root.readonly,
+    then rootfsPropagation again."""
+    linux = _get(spec, "linux")
+    label = _get(linux, "mount_label")
+    label = label if label and _selinux_enabled() else None
+    root_fd = paths.open_root("/")
+    null_box: list = []
+    try:
+        for step in finish_plan(spec):
+            try:
+                if isinstance(step, MaskPath):
+                    _mask(root_fd, step.path, null_box, label)
+                elif isinstance(step, ReadonlyPath):
+                    _readonly(root_fd, step.path)
+                elif isinstance(step, RootReadonly):
+                    keep = mountopts.statvfs_to_ms(os.statvfs("/").f_flag) & mountopts.LOCKED_FLAGS
+                    sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep)
+                elif isinstance(step, ReapplyPropagation):
+                    sc.mount(None, "/", None, step.flags)
+            except OSError as e:
+                what = {MaskPath: "masked path", ReadonlyPath: "readonly path"}.get(type(step))
+                name = f"{what} {step.path}" if what else ("read-only root" if isinstance(step, RootReadonly) else "propagation of /")
+                raise SetupError(f"{name}: {e.strerror or e}") from e
+    finally:
+        for fd in null_box:
+            os.close(fd)
+        os.close(root_fd)

@@ -1,0 +1,626 @@
+"""Seccomp: turn `linux.seccomp` into a libseccomp filter, load it, hand the
+notify fd to a seccomp agent.
+
+Public API
+----------
+- `validate(seccomp)`        -> list of problems, `"<json path>: <rule>"` strings.
+- `build_filter(seccomp)`    -> a `pyseccomp.SyscallFilter`, not loaded.
+- `load(seccomp)`            -> builds and loads into the calling process; returns the
+                                notify fd when a rule uses SCMP_ACT_NOTIFY, else None.
+- `send_to_listener(path, fd, state, metadata)` -> sends the container process state
+                                and the notify fd (SCM_RIGHTS) to `listenerPath`.
+- `supported_features()`     -> the `linux.seccomp` object of `ocipy features`.
+- `libseccomp_version()`     -> "2.5.4" (for the features annotation), or None.
+- `notify_receive(fd)` / `notify_respond(fd, ...)` -> answer a notification; used by
+                                tests and by anyone writing a small seccomp agent.
+
+Behaviour follows runc (libcontainer/seccomp), studied, not copied:
+- SCMP_ACT_ERRNO and SCMP_ACT_TRACE without errnoRet/defaultErrnoRet return EPERM.
+  errnoRet on any other action is an error (the spec says the runtime MUST fail).
+- A syscall name libseccomp does not know at all is skipped; a name known to
+  libseccomp but absent on one of the filter's architectures is handled by
+  libseccomp itself (the rule is added only where the syscall exists).
+- A rule whose action equals the default action is skipped (libseccomp refuses it).
+- Conditions on different argument indexes are ANDed in one rule. When two or more
+  conditions name the same index, every condition becomes a rule of its own (so
+  they are ORed), exactly what runc does for compatibility with old profiles.
+- MASKED_EQ: `value` is the mask and `valueTwo` the expected value, as in runc.
+- The filter never sets no_new_privs itself (SCMP_FLTATR_CTL_NNP=0): the caller
+  decides that from process.noNewPrivileges.  Without no_new_privs the load needs
+  CAP_SYS_ADMIN, so load before dropping it in that case.
+- SCMP_ACT_NOTIFY is refused as the default action and on `write`, like runc
+  (the process could never report its notify fd).
+- Flags: SECCOMP_FILTER_FLAG_TSYNC, _LOG and _SPEC_ALLOW map to libseccomp filter
+  attributes; _WAIT_KILLABLE_RECV needs libseccomp >= 2.6 (SCMP_FLTATR_CTL_WAITKILL).
+  A flag that libseccomp or the kernel cannot set fails the build with a clear
+  error; `supported_features()["supportedFlags"]` lists what can be set here.
+- Not done: runc's "patchbpf" ENOSYS stub for syscalls newer than the profile
+  (those get the default action, usually EPERM, instead of ENOSYS).
+
+What pyseccomp lacks and is done with ctypes here (libseccomp.so.2 directly):
+seccomp_notify_fd, seccomp_notify_receive/respond/alloc/free, seccomp_arch_resolve_name,
+seccomp_syscall_resolve_name, seccomp_version.  seccomp_notify_fd needs the filter
+context, read from the SyscallFilter's `_filter` attribute (pyseccomp keeps no public
+accessor for it).
+
+pyseccomp and ctypes are imported only inside functions, so importing this module
+costs nothing for commands that never touch seccomp.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ConfigError, SetupError
+
+# --- names from the spec (config-linux.md#seccomp, libseccomp v2.6.0 lists) ---------
+
+ACTIONS = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+)
+
+# seccomp(2) return values (include/uapi/linux/seccomp.h); ERRNO and TRACE carry
+# a 16-bit datum in the low bits.
+_ACTION_VALUES = {
+    "SCMP_ACT_KILL": 0x00000000,  # == KILL_THREAD
+    "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000,
+    "SCMP_ACT_NOTIFY": 0x7FC00000,
+    "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000,
+    "SCMP_ACT_ALLOW": 0x7FFF0000,
+}
+_ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+_EPERM = 1
+
+# enum scmp_compare in seccomp.h
+OPERATORS = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+
+ARCHITECTURES = (
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_M68K",
+    "SCMP_ARCH_SH",
+    "SCMP_ARCH_SHEB",
+)
+
+# flag name -> enum scmp_filter_attr value that sets it
+_FLAG_ATTRS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": 4,  # SCMP_FLTATR_CTL_TSYNC
+    "SECCOMP_FILTER_FLAG_LOG": 6,  # SCMP_FLTATR_CTL_LOG
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7,  # SCMP_FLTATR_CTL_SSB
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 10,  # SCMP_FLTATR_CTL_WAITKILL (>= 2.6)
+}
+FLAGS = tuple(_FLAG_ATTRS)
+
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_OPTIMIZE = 8
+_ATTR_API_SYSRAWRC = 9
+
+_NR_SCMP_ERROR = -1  # __NR_SCMP_ERROR: name unknown to libseccomp
+_MAX_ARGS = 6
+_U64 = (1 << 64) - 1
+_NOTIFY_MIN_API = 6  # libseccomp API level with working notify (>= 2.5.0, Linux >= 5.7)
+_OPTIMIZE_OVER = 32  # binary-tree optimisation for filters with more syscalls than this
+
+OCI_VERSION = "1.3.0"
+SECCOMP_FD_NAME = "seccompFd"
+
+
+# --- validation (pure, no libseccomp) ----------------------------------------------
+
+
+def _is_uint(value, top: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top
+
+
+def _problems(seccomp, base: str, for_build: bool) -> list[str]:
+    out: list[str] = []
+    if not isinstance(seccomp, dict):
+        return [f"{base}: must be an object"]
+
+    default = seccomp.get("defaultAction")
+    if default is None:
+        out.append(f"{base}/defaultAction: is required")
+    elif default not in ACTIONS:
+        out.append(f'{base}/defaultAction: "{default}" is not a seccomp action')
+    elif default == "SCMP_ACT_NOTIFY":
+        out.append(f"{base}/defaultAction: SCMP_ACT_NOTIFY cannot be used as default action")
+    if "defaultErrnoRet" in seccomp:
+        ret = seccomp["defaultErrnoRet"]
+        if not _is_uint(ret, 0xFFFF):
+            out.append(f"{base}/defaultErrnoRet: {ret!r} is not an errno value (0-65535)")
+        elif default in ACTIONS and default not in _ACTIONS_WITH_ERRNO:
+            out.append(
+                f'{base}/defaultErrnoRet: errnoRet is only valid with SCMP_ACT_ERRNO '
+                f'and SCMP_ACT_TRACE, not "{default}"'
+            )
+
+    archs = seccomp.get("architectures") or []
+    if not isinstance(archs, list):
+        out.append(f"{base}/architectures: must be an array")
+        archs = []
+    for i, arch in enumerate(archs):
+        if arch not in ARCHITECTURES:
+            out.append(f'{base}/architectures/{i}: "{arch}" is not a seccomp architecture')
+
+    flags = seccomp.get("flags") or []
+    if not isinstance(flags, list):
+        out.append(f"{base}/flags: must be an array")
+        flags = []
+    for i, flag in enumerate(flags):
+        if flag not in _FLAG_ATTRS:
+            out.append(f'{base}/flags/{i}: "{flag}" is not a seccomp flag')
+
+    if seccomp.get("listenerMetadata") and not seccomp.get("listenerPath"):
+        out.append(f"{base}/listenerMetadata: must not be set when listenerPath is not set")
+
+    syscalls = seccomp.get("syscalls") or []
+    if not isinstance(syscalls, list):
+        out.append(f"{base}/syscalls: must be an array")
+        syscalls = []
+    uses_notify = False
+    for i, call in enumerate(syscalls):
+        p = f"{base}/syscalls/{i}"
+        if not isinstance(call, dict):
+            out.append(f"{p}: must be an object")
+            continue
+        names = call.get("names")
+        if not isinstance(names, list) or not names:
+            out.append(f"{p}/names: must contain at least one syscall name")
+            names = []
+        for j, name in enumerate(names):
+            if not isinstance(name, str) or not name:
+                out.append(f"{p}/names/{j}: {name!r} is not a syscall name")
+        action = call.get("action")
+        if action is None:
+            out.append(f"{p}/action: is required")
+        elif action not in ACTIONS:
+            out.append(f'{p}/action: "{action}" is not a seccomp action')
+        elif action == "SCMP_ACT_NOTIFY":
+            uses_notify = True
+            if "write" in names:
+                out.append(f"{p}/names: SCMP_ACT_NOTIFY cannot be used for the write syscall")
+        if "errnoRet" in call:
+            ret = call["errnoRet"]
+            if not _is_uint(ret, 0xFFFF):
+                out.append(f"{p}/errnoRet: {ret!r} is not an errno value (0-65535)")
+            elif action in ACTIONS and action not in _ACTIONS_WITH_ERRNO:
+                out.append(
+                    f"{p}/errnoRet: errnoRet is only valid with SCMP_ACT_ERRNO "
+                    f'and SCMP_ACT_TRACE, not "{action}"'
+                )
+        args = call.get("args") or []
+        if not isinstance(args, list):
+            out.append(f"{p}/args: must be an array")
+            args = []
+        for k, arg in enumerate(args):
+            q = f"{p}/args/{k}"
+            if not isinstance(arg, dict):
+                out.append(f"{q}: must be an object")
+                continue
+            index = arg.get("index")
+            if not _is_uint(index, _MAX_ARGS - 1):
+                out.append(f"{q}/index: {index!r} is not a syscall argument index (0-5)")
+            op = arg.get("op")
+            if op not in OPERATORS:
+                out.append(f'{q}/op: "{op}" is not a seccomp operator')
+            if not _is_uint(arg.get("value"), _U64):
+                out.append(f"{q}/value: {arg.get('value')!r} is not a uint64")
+            if "valueTwo" in arg and not _is_uint(arg["valueTwo"], _U64):
+                out.append(f"{q}/valueTwo: {arg['valueTwo']!r} is not a uint64")
+
+    if uses_notify and not for_build and not seccomp.get("listenerPath"):
+        out.append(f"{base}/listenerPath: seccomp listenerPath is not set but SCMP_ACT_NOTIFY is used")
+    return out
+
+
+def validate(seccomp, path: str = "/linux/seccomp") -> list[str]:
+    """Semantic problems of a `linux.seccomp` object, one string each.
+
+    Every string is `<json path>: <rule>`, e.g.
+    `/linux/seccomp/syscalls/3/action: "SCMP_ACT_FOO" is not a seccomp action`.
+    Needs no libseccomp: it checks names against the spec's lists.  Whether this
+    host's libseccomp knows an architecture or can set a flag is found out by
+    `build_filter` (and reported by `supported_features`).
+    """
+    return _problems(seccomp, path, for_build=False)
+
+
+def action_value(action: str, errno_ret: int | None = None) -> int:
+    """The seccomp return value for an action name (errno datum for ERRNO/TRACE)."""
+    try:
+        value = _ACTION_VALUES[action]
+    except KeyError:
+        raise ConfigError(f'"{action}" is not a seccomp action') from None
+    if action in _ACTIONS_WITH_ERRNO:
+        value |= (_EPERM if errno_ret is None else errno_ret) & 0xFFFF
+    elif errno_ret is not None:
+        raise ConfigError(f'errnoRet is only valid with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not "{action}"')
+    return value
+
+
+# --- libseccomp through ctypes (only what pyseccomp lacks) --------------------------
+
+_lib = None
+
+
+def _libseccomp():
+    """A ctypes handle on libseccomp with the prototypes this module uses."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    import ctypes
+    import ctypes.util
+
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        found = ctypes.util.find_library("seccomp")
+        if not found:
+            raise SetupError("seccomp: libseccomp is not installed") from None
+        lib = ctypes.CDLL(found)
+
+    class Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+    lib.seccomp_version.argtypes = ()
+    lib.seccomp_version.restype = ctypes.POINTER(Version)
+    lib.seccomp_api_get.argtypes = ()
+    lib.seccomp_api_get.restype = ctypes.c_uint
+    lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
+    lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_notify_fd.argtypes = (ctypes.c_void_p,)
+    lib.seccomp_notify_fd.restype = ctypes.c_int
+    lib.seccomp_notify_alloc.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    lib.seccomp_notify_alloc.restype = ctypes.c_int
+    lib.seccomp_notify_free.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    lib.seccomp_notify_free.restype = None
+    lib.seccomp_notify_receive.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    lib.seccomp_notify_receive.restype = ctypes.c_int
+    lib.seccomp_notify_respond.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    lib.seccomp_notify_respond.restype = ctypes.c_int
+    lib.seccomp_notify_id_valid.argtypes = (ctypes.c_int, ctypes.c_uint64)
+    lib.seccomp_notify_id_valid.restype = ctypes.c_int
+    _lib = lib
+    return lib
+
+
+def _pyseccomp():
+    try:
+        import pyseccomp
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: libseccomp not found
+        raise SetupError(f"seccomp is not available: {exc}") from None
+    return pyseccomp
+
+
+def libseccomp_version() -> str | None:
+    """libseccomp's version as "major.minor.micro", or None when it is missing."""
+    try:
+        v = _libseccomp().seccomp_version().contents
+    except (SetupError, OSError, AttributeError):
+        return None
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def _arch_token(name: str) -> int:
+    """SCMP_ARCH_X86_64 -> libseccomp's token; 0 when this libseccomp lacks it."""
+    short = name.removeprefix("SCMP_ARCH_").lower()
+    return int(_libseccomp().seccomp_arch_resolve_name(short.encode()))
+
+
+def syscall_number(name: str) -> int | None:
+    """Native-arch syscall number for `name` (negative for libseccomp's pseudo
+    numbers of syscalls that exist only on other arches); None if libseccomp
+    does not know the name at all."""
+    nr = _libseccomp().seccomp_syscall_resolve_name(name.encode())
+    return None if nr == _NR_SCMP_ERROR else nr
+
+
+# --- building and loading -----------------------------------------------------------
+
+
+def _build(seccomp: dict):
+    """(filter, notify_used) for a `linux.seccomp` object."""
+    problems = _problems(seccomp, "/linux/seccomp", for_build=True)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    ps = _pyseccomp()
+    lib = _libseccomp()
+
+    default = action_value(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"))
+    try:
+        flt = ps.SyscallFilter(default)
+    except OSError as exc:
+        raise SetupError(f"seccomp: error creating filter: {exc}") from None
+
+    def set_attr(attr: int, value: int) -> None:
+        flt.set_attr(attr, value)
+
+    try:
+        set_attr(_ATTR_CTL_NNP, 0)  # no_new_privs is the caller's business
+    except OSError as exc:
+        raise SetupError(f"seccomp: error unsetting no new privileges: {exc}") from None
+    try:
+        set_attr(_ATTR_API_SYSRAWRC, 1)  # report the kernel's errno from seccomp_load
+    except OSError:
+        pass
+
+    for arch in seccomp.get("architectures") or []:
+        token = _arch_token(arch)
+        if token == 0:
+            raise ConfigError(
+                f'/linux/seccomp/architectures: "{arch}" is not supported by '
+                f"libseccomp {libseccomp_version()}"
+            )
+        try:
+            flt.add_arch(token)
+        except OSError as exc:
+            if exc.errno != 17:  # EEXIST: the native arch is always there
+                raise SetupError(f"seccomp: error adding architecture {arch}: {exc}") from None
+
+    for flag in seccomp.get("flags") or []:
+        try:
+            set_attr(_FLAG_ATTRS[flag], 1)
+        except OSError as exc:
+            raise SetupError(
+                f"seccomp flag {flag} is not supported by this kernel or by "
+                f"libseccomp {libseccomp_version()}: {exc.strerror}"
+            ) from None
+
+    syscalls = seccomp.get("syscalls") or []
+    if sum(len(c["names"]) for c in syscalls) > _OPTIMIZE_OVER:
+        try:
+            set_attr(_ATTR_CTL_OPTIMIZE, 2)  # binary tree; libseccomp <= 2.5.4 breaks with 0 rules
+        except OSError:
+            pass
+
+    notify_used = False
+    for call in syscalls:
+        act = action_value(call["action"], call.get("errnoRet"))
+        if act == default:
+            continue  # redundant, and libseccomp refuses it
+        conds = [
+            ps.Arg(a["index"], OPERATORS[a["op"]], a["value"], a.get("valueTwo", 0))
+            for a in call.get("args") or []
+        ]
+        indexes = [a["index"] for a in call.get("args") or []]
+        if len(set(indexes)) < len(indexes):
+            rules = [[c] for c in conds]  # same index twice: one rule per condition (OR)
+        else:
+            rules = [conds]  # all conditions in one rule (AND); [] = unconditional
+        for name in call["names"]:
+            nr = syscall_number(name)
+            if nr is None:
+                continue  # unknown to libseccomp: skipped, as runc does
+            for rule in rules:
+                try:
+                    flt.add_rule(act, nr, *rule)
+                except OSError as exc:
+                    raise SetupError(
+                        f"seccomp: error adding rule for syscall {name}: {exc.strerror}"
+                    ) from None
+            if call["action"] == "SCMP_ACT_NOTIFY":
+                notify_used = True
+
+    if notify_used and lib.seccomp_api_get() < _NOTIFY_MIN_API:
+        raise SetupError(
+            f"seccomp notify unsupported: libseccomp API level {lib.seccomp_api_get()}, "
+            f"need {_NOTIFY_MIN_API} (libseccomp >= 2.5.0 and Linux >= 5.7)"
+        )
+    return flt, notify_used
+
+
+def build_filter(seccomp: dict):
+    """A `pyseccomp.SyscallFilter` for `linux.seccomp`, ready for `.load()`.
+
+    Raises ConfigError for a profile that breaks the spec or names what this
+    libseccomp does not know (architecture), SetupError when libseccomp refuses
+    (flag unsupported by kernel/libseccomp, rule rejected).
+    """
+    return _build(seccomp)[0]
+
+
+def load(seccomp: dict) -> int | None:
+    """Build and load the filter into the calling process (and, with
+    SECCOMP_FILTER_FLAG_TSYNC, all its threads).
+
+    Returns the seccomp notify fd (close-on-exec, owned by the caller) when any
+    rule uses SCMP_ACT_NOTIFY, else None.  Every syscall after this is filtered:
+    call it last before execve.
+    """
+    flt, notify_used = _build(seccomp)
+    try:
+        flt.load()
+    except OSError as exc:
+        raise SetupError(f"error loading seccomp filter into kernel: {exc.strerror}") from None
+    if not notify_used:
+        return None
+    fd = _libseccomp().seccomp_notify_fd(flt._filter)  # no public accessor in pyseccomp
+    if fd < 0:
+        raise SetupError(f"seccomp: error getting notify fd: {os.strerror(-fd)}")
+    return fd
+
+
+# --- seccomp agent side -------------------------------------------------------------
+
+
+def container_process_state(state: dict, metadata: str | None = None, pid: int | None = None) -> dict:
+    """The spec's "container process state" object sent to listenerPath."""
+    msg = {
+        "ociVersion": OCI_VERSION,
+        "fds": [SECCOMP_FD_NAME],
+        "pid": state.get("pid") if pid is None else pid,
+        "state": state,
+    }
+    if metadata:
+        msg["metadata"] = metadata
+    return msg
+
+
+def send_to_listener(
+    listener_path: str, notify_fd: int, state: dict, metadata: str | None, pid: int | None = None
+) -> None:
+    """Connect to the AF_UNIX SOCK_STREAM socket at `listener_path` and send the
+    container process state as JSON with `notify_fd` in SCM_RIGHTS (fds only in
+    the first sendmsg), then close the connection.
+
+    `state` is the container's state (runtime.md#state); `pid` defaults to
+    `state["pid"]`.  Raises SetupError when anything fails (the spec says the
+    runtime MUST generate an error).  `notify_fd` stays open; the caller closes it.
+    """
+    import json
+    import socket
+
+    payload = json.dumps(container_process_state(state, metadata, pid)).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(listener_path)
+            sent = socket.send_fds(sock, [payload], [notify_fd])
+            if sent < len(payload):
+                sock.sendall(payload[sent:])
+    except OSError as exc:
+        raise SetupError(
+            f"failed to send seccomp state to listenerPath {listener_path}: {exc.strerror or exc}"
+        ) from None
+
+
+def notify_receive(fd: int) -> dict:
+    """Block for the next notification on a seccomp notify fd (seccomp_notify_receive).
+
+    Returns {"id", "pid", "flags", "syscall", "arch", "ip", "args"}.
+    """
+    import ctypes
+
+    class Data(ctypes.Structure):
+        _fields_ = [
+            ("nr", ctypes.c_int),
+            ("arch", ctypes.c_uint32),
+            ("instruction_pointer", ctypes.c_uint64),
+            ("args", ctypes.c_uint64 * 6),
+        ]
+
+    class Notif(ctypes.Structure):
+        _fields_ = [("id", ctypes.c_uint64), ("pid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("data", Data)]
+
+    lib = _libseccomp()
+    req = ctypes.POINTER(Notif)()
+    rc = lib.seccomp_notify_alloc(ctypes.byref(req), None)
+    if rc < 0:
+        raise OSError(-rc, f"seccomp_notify_alloc: {os.strerror(-rc)}")
+    try:
+        rc = lib.seccomp_notify_receive(fd, req)
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_notify_receive: {os.strerror(-rc)}")
+        n = req.contents
+        return {
+            "id": n.id,
+            "pid": n.pid,
+            "flags": n.flags,
+            "syscall": n.data.nr,
+            "arch": n.data.arch,
+            "ip": n.data.instruction_pointer,
+            "args": list(n.data.args),
+        }
+    finally:
+        lib.seccomp_notify_free(req, None)
+
+
+def notify_respond(fd: int, notif_id: int, val: int = 0, error: int = 0, flags: int = 0) -> None:
+    """Answer notification `notif_id`: the syscall returns `val`, or fails with
+    `error` (a positive errno) when it is non-zero.  flags=1
+    (SECCOMP_USER_NOTIF_FLAG_CONTINUE) lets the syscall run for real."""
+    import ctypes
+
+    class Resp(ctypes.Structure):
+        _fields_ = [("id", ctypes.c_uint64), ("val", ctypes.c_int64), ("error", ctypes.c_int32), ("flags", ctypes.c_uint32)]
+
+    lib = _libseccomp()
+    resp = ctypes.POINTER(Resp)()
+    rc = lib.seccomp_notify_alloc(None, ctypes.byref(resp))
+    if rc < 0:
+        raise OSError(-rc, f"seccomp_notify_alloc: {os.strerror(-rc)}")
+    try:
+        r = resp.contents
+        r.id = notif_id
+        r.val = val
+        r.error = -error if error > 0 else error  # the kernel wants a negative errno
+        r.flags = flags
+        rc = lib.seccomp_notify_respond(fd, resp)
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_notify_respond: {os.strerror(-rc)}")
+    finally:
+        lib.seccomp_notify_free(None, resp)
+
+
+# --- features -----------------------------------------------------------------------
+
+
+def supported_features() -> dict:
+    """The `linux.seccomp` object of `ocipy features` (features-linux.md#seccomp).
+
+    actions/operators/knownFlags: what ocipy recognises.  archs: the spec's names
+    this host's libseccomp resolves.  supportedFlags: the flags libseccomp and the
+    kernel accept here, found by setting each on a throwaway filter.  Without
+    libseccomp: {"enabled": False}.
+    """
+    try:
+        ps = _pyseccomp()
+        lib = _libseccomp()
+        lib.seccomp_version()
+    except (SetupError, OSError, AttributeError):
+        return {"enabled": False}
+    archs = sorted(a for a in ARCHITECTURES if _arch_token(a) != 0)
+    supported = []
+    for flag, attr in _FLAG_ATTRS.items():
+        try:
+            ps.SyscallFilter(_ACTION_VALUES["SCMP_ACT_ALLOW"]).set_attr(attr, 1)
+        except OSError:
+            continue
+        supported.append(flag)
+    return {
+        "enabled": True,
+        "actions": sorted(ACTIONS),
+        "operators": sorted(OPERATORS),
+        "archs": archs,
+        "knownFlags": list(FLAGS),
+        "supportedFlags": supported,
+    }

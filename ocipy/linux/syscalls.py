@@ -1,0 +1,240 @@
+"""The one ctypes layer between ocipy and libc.
+
+Python 3.11 has no os.unshare/os.setns, and nothing in the standard library
+mounts, pivots or resolves a path inside a root. Every wrapper here raises
+OSError with the errno and a message naming what was attempted, so a failure
+deep in container set-up reads as `mount proc on /proc: Operation not permitted`.
+"""
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import platform
+import struct
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# --- clone / namespace flags (linux/sched.h) --------------------------------------
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# --- mount flags (linux/mount.h) --------------------------------------------------
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+# --- openat2 (linux/openat2.h) ----------------------------------------------------
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+# --- prctl -------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# --- keyctl ------------------------------------------------------------------------
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+_SYSCALLS = {
+    # name: (x86_64, aarch64)
+    "pivot_root": (155, 41),
+    "setns": (308, 268),
+    "unshare": (272, 97),
+    "openat2": (437, 437),
+    "capget": (125, 90),
+    "capset": (126, 91),
+    "keyctl": (250, 219),
+}
+_ARCH_INDEX = 1 if platform.machine() in ("aarch64", "arm64") else 0
+
+
+def _nr(name: str) -> int:
+    return _SYSCALLS[name][_ARCH_INDEX]
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _b(path) -> bytes | None:
+    if path is None:
+        return None
+    return os.fsencode(path)
+
+
+# --- namespaces --------------------------------------------------------------------
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({namespace_flag_names(flags)})")
+
+
+def setns(fd: int, nstype: int = 0, what: str = "") -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns {what or fd}")
+
+
+_NS_NAMES = {
+    CLONE_NEWNS: "mount",
+    CLONE_NEWUTS: "uts",
+    CLONE_NEWIPC: "ipc",
+    CLONE_NEWUSER: "user",
+    CLONE_NEWPID: "pid",
+    CLONE_NEWNET: "network",
+    CLONE_NEWCGROUP: "cgroup",
+    CLONE_NEWTIME: "time",
+}
+
+
+def namespace_flag_names(flags: int) -> str:
+    return "|".join(name for bit, name in _NS_NAMES.items() if flags & bit) or "0"
+
+
+# --- mounts --------------------------------------------------------------------------
+def mount(source, target, fstype, flags: int = 0, data: str | None = None) -> None:
+    res = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    if res < 0:
+        err = ctypes.get_errno()
+        kind = fstype or ("bind" if flags & MS_BIND else "propagation" if flags & (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE) else "")
+        raise OSError(err, f"mount {kind} {source or ''} on {target} (flags {flags:#x}{', ' + data if data else ''}): {os.strerror(err)}")
+
+
+def umount2(target, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
+
+
+def pivot_root(new_root, put_old) -> None:
+    _check(_libc.syscall(_nr("pivot_root"), _b(new_root), _b(put_old)), f"pivot_root {new_root}")
+
+
+# --- identity ------------------------------------------------------------------------
+def sethostname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), f"sethostname {name!r}")
+
+
+def setdomainname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), f"setdomainname {name!r}")
+
+
+def personality(persona: int) -> int:
+    return _check(_libc.personality(ctypes.c_ulong(persona)), f"personality({persona:#x})")
+
+
+# --- openat2: resolve a path inside a root ------------------------------------------
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path, flags: int, resolve: int, mode: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(_nr("openat2"), ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(fd, f"open {path} inside the container root")
+
+
+# --- prctl and capabilities ------------------------------------------------------------
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0, what: str = "prctl") -> int:
+    return _check(
+        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
+        what,
+    )
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return (effective, permitted, inheritable) as 64-bit masks."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_nr("capget"), ctypes.byref(hdr), data), "capget")
+    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32) for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the three per-thread capability sets from 64-bit masks (any capability number)."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.syscall(_nr("capset"), ctypes.byref(hdr), data), "capset")
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+# --- keyrings --------------------------------------------------------------------------
+def join_session_keyring(name: str | None) -> None:
+    res = _libc.syscall(_nr("keyctl"), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+    if res < 0 and ctypes.get_errno() not in (_errno.ENOSYS, _errno.EACCES):
+        _check(res, "join a new session keyring")
+
+
+# --- terminals -------------------------------------------------------------------------
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
+TIOCGPTPEER = 0x5441
+
+
+def winsize(height: int, width: int) -> bytes:
+    return struct.pack("HHHH", height, width, 0, 0)

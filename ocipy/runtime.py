@@ -1,0 +1,243 @@
+"""The library: Runtime and Container, the lifecycle as a Python program drives it.
+
+    from ocipy import Runtime
+    rt = Runtime(root="/run/ocipy")
+    c = rt.create("web", bundle="bundles/busybox")
+    c.start()
+    print(c.state()["status"])
+    c.kill("SIGKILL"); c.wait(); c.delete()
+
+Every method works from facts on disk and in /proc, so a Container object made by
+one process can be driven by another (`ocipy start` is a fresh interpreter).
+The hot paths (state, start, kill, delete, list) import no schema or netlink code.
+"""
+
+import errno
+import os
+import signal as _signal
+
+from .errors import ContainerNotFound, InvalidState, OcipyError
+from .state import ContainerState, StateStore, remove_quietly
+from .sync import wait_exit
+
+DEFAULT_ROOT = "/run/ocipy"
+
+
+def parse_signal(sig) -> int:
+    """SIGTERM, TERM, term or 15 -> 15."""
+    if isinstance(sig, int):
+        return sig
+    text = str(sig).strip()
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(_signal.Signals, name))
+    except AttributeError:
+        raise OcipyError(f"unknown signal {sig!r}") from None
+
+
+class Container:
+    def __init__(self, runtime: "Runtime", state: ContainerState):
+        self.runtime = runtime
+        self._state = state
+
+    @property
+    def id(self) -> str:
+        return self._state.id
+
+    @property
+    def pid(self) -> int:
+        return self._state.pid
+
+    @property
+    def status(self) -> str:
+        return self._state.status()
+
+    def state(self) -> dict:
+        """The runtime-spec state (runc's JSON)."""
+        return self._state.oci_state()
+
+    def _hooks(self, kind: str) -> list:
+        """The config's hooks of one kind (poststart, poststop), read from the saved config."""
+        if not (self._state.config.get("hooks") or {}).get(kind):
+            return []
+        from .spec import Spec
+
+        return getattr(Spec.from_dict(self._state.config).hooks, kind)
+
+    # --- start ---------------------------------------------------------------------
+    def start(self) -> None:
+        store = self.runtime.store
+        lock = store.lock(self.id)
+        try:
+            status = self._state.status()
+            if status == "stopped":
+                raise InvalidState("cannot start a container that has stopped")
+            if status != "created":
+                raise InvalidState("cannot start an already running container")
+            self._release_init()
+            remove_quietly(self._state.fifo_path)
+        finally:
+            os.close(lock)
+        from .hooks import run_hooks
+        from .errors import HookError
+
+        try:
+            run_hooks(self._hooks("poststart"), self._state.hook_state("running"), kind="poststart", cwd=self._state.data["bundle"])
+        except HookError:
+            # runtime.md: a failed poststart hook is an error and the container is stopped.
+            self._kill_init(_signal.SIGKILL)
+            raise
+
+    def _release_init(self) -> None:
+        """Open exec.fifo for reading: pid 1, blocked writing to it, goes on to execve."""
+        import select
+
+        fd = os.open(self._state.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            os.close(fd)
+            raise InvalidState("cannot start a container that has stopped") from None
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.register(pidfd, select.POLLIN)
+            # Linux reports no POLLHUP on a fifo no writer has opened yet, so this waits
+            # for pid 1's byte or for pid 1's death, whichever comes first.
+            ready = dict(poller.poll())
+            if fd in ready and os.read(fd, 1):
+                return
+            raise OcipyError("container init exited before it could be started")
+        finally:
+            os.close(fd)
+            os.close(pidfd)
+
+    # --- kill ----------------------------------------------------------------------
+    def kill(self, sig=_signal.SIGTERM, *, all: bool = False) -> None:
+        signum = parse_signal(sig)
+        status = self._state.status()
+        if status == "stopped":
+            if all:
+                return
+            raise InvalidState("container not running")
+        if all:
+            self._state.cgroup().kill_all(signum)
+        self._kill_init(signum, strict=not all)
+
+    def _kill_init(self, signum: int, strict: bool = False) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            if strict:
+                raise InvalidState("container not running") from None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the container's init has exited (True) or the timeout passed (False)."""
+        return wait_exit(self.pid, timeout) if self._state.init_alive() else True
+
+    # --- delete --------------------------------------------------------------------
+    def delete(self, *, force: bool = False) -> None:
+        store = self.runtime.store
+        lock = store.lock(self.id)
+        try:
+            status = self._state.status()
+            if status in ("running", "paused") and not force:
+                raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
+            cgroup = self._state.cgroup()
+            if status != "stopped":
+                # A created container is deleted as runc does: its blocked init is killed.
+                if status == "paused" or force:
+                    cgroup.kill_all(_signal.SIGKILL)
+                self._kill_init(_signal.SIGKILL)
+                if status == "paused":
+                    cgroup.thaw()
+                if not wait_exit(self.pid, 10):
+                    raise OcipyError(f"container {self.id}: init did not exit after SIGKILL")
+            elif force:
+                cgroup.kill_all(_signal.SIGKILL)
+            _destroy_cgroup(cgroup)
+            from .hooks import run_hooks_warn
+            from . import logs
+
+            run_hooks_warn(self._hooks("poststop"), self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
+            store.release(self.id)
+        finally:
+            os.close(lock)
+
+    # --- cgroup operations -------------------------------------------------------------
+    def pause(self) -> None:
+        if self._state.status() != "running":
+            raise InvalidState("container not running")
+        self._state.cgroup().freeze()
+
+    def resume(self) -> None:
+        if self._state.status() != "paused":
+            raise InvalidState("container not paused")
+        self._state.cgroup().thaw()
+
+    def pids(self) -> list[int]:
+        return self._state.cgroup().pids()
+
+
+def _destroy_cgroup(cgroup) -> None:
+    """Remove the container's cgroup; processes that are still exiting may hold it a moment."""
+    import time
+
+    for _ in range(50):
+        try:
+            cgroup.destroy()
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.02)
+    cgroup.destroy()
+
+
+class Runtime:
+    """All containers under one state root."""
+
+    def __init__(self, root: str = DEFAULT_ROOT, *, cgroup_manager: str = "cgroupfs"):
+        self.root = os.path.abspath(root)
+        self.store = StateStore(self.root)
+        self.cgroup_manager = cgroup_manager
+
+    def create(self, container_id: str, bundle: str = ".", **options) -> Container:
+        """Create a container from a bundle; options as `ocipy create`'s flags
+        (pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds)."""
+        from .create import create_container
+
+        state = create_container(self.store, container_id, bundle, cgroup_driver=self.cgroup_manager, **options)
+        return Container(self, state)
+
+    def container(self, container_id: str) -> Container:
+        return Container(self, self.store.load(container_id))
+
+    def containers(self) -> list[Container]:
+        out = []
+        for cid in self.store.ids():
+            try:
+                out.append(self.container(cid))
+            except ContainerNotFound:
+                pass  # deleted while we listed
+        return out
+
+    def delete(self, container_id: str, *, force: bool = False) -> None:
+        """Delete by id; with force, a missing container is not an error (runc's `delete --force`)."""
+        try:
+            container = self.container(container_id)
+        except ContainerNotFound:
+            if force:
+                return
+            raise
+        container.delete(force=force)
+
+    def run(self, container_id: str, bundle: str = ".", *, detach: bool = False, keep: bool = False, **options) -> int:
+        """create + start; in the foreground wait, forward signals and return the exit code."""
+        from .foreground import run_container
+
+        return run_container(self, container_id, bundle, detach=detach, keep=keep, **options)

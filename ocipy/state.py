@@ -1,0 +1,188 @@
+"""The state directory: <root>/<id>/ holds state.json, exec.fifo and the lock.
+
+Status is derived from facts, never trusted from a stored word:
+  - the init pid is gone, a zombie, or a different process (start time differs) -> stopped
+  - the cgroup is frozen -> paused
+  - exec.fifo still exists (pid 1 blocks on it until `start`) -> created
+  - otherwise -> running
+"""
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+
+from .errors import ContainerExists, ContainerNotFound, OcipyError
+
+STATE_FILE = "state.json"
+FIFO_NAME = "exec.fifo"
+_VALID_ID = re.compile(r"^[\w+\-.]+$")
+
+
+def validate_id(container_id: str) -> None:
+    if not container_id or container_id in (".", "..") or not _VALID_ID.match(container_id):
+        raise OcipyError(f"invalid container id format: {container_id!r}")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None when gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def rfc3339_now() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+class ContainerState:
+    """What we recorded at create time, plus the status computed from facts."""
+
+    def __init__(self, root: str, container_id: str, data: dict):
+        self.root = root
+        self.id = container_id
+        self.data = data
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.root, self.id)
+
+    @property
+    def fifo_path(self) -> str:
+        return os.path.join(self.dir, FIFO_NAME)
+
+    @property
+    def pid(self) -> int:
+        return self.data.get("pid", 0)
+
+    @property
+    def config(self) -> dict:
+        return self.data.get("config", {})
+
+    def init_alive(self) -> bool:
+        pid = self.pid
+        return pid > 0 and proc_start_time(pid) == self.data.get("pid_start")
+
+    def cgroup(self):
+        from .linux import cgroups
+
+        return cgroups.manager_from_state(self.data.get("cgroup") or {"driver": "disabled"})
+
+    def status(self) -> str:
+        if not self.init_alive():
+            return "stopped"
+        if os.path.exists(self.fifo_path):
+            return "created"
+        try:
+            if self.data.get("cgroup") and self.cgroup().is_frozen():
+                return "paused"
+        except OSError:
+            pass
+        return "running"
+
+    def oci_state(self) -> dict:
+        """The runtime-spec state, in runc's field order (engines parse it)."""
+        status = self.status()
+        out = {
+            "ociVersion": self.data.get("ociVersion", "1.3.0"),
+            "id": self.id,
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.data["bundle"],
+            "rootfs": self.data["rootfs"],
+            "created": self.data["created"],
+        }
+        if self.data.get("annotations"):
+            out["annotations"] = self.data["annotations"]
+        out["owner"] = self.data.get("owner", "")
+        return out
+
+    def hook_state(self, status: str) -> dict:
+        """The state passed to hooks on stdin."""
+        out = {"ociVersion": self.data.get("ociVersion", "1.3.0"), "id": self.id, "status": status, "pid": self.pid, "bundle": self.data["bundle"]}
+        if self.data.get("annotations"):
+            out["annotations"] = self.data["annotations"]
+        return out
+
+    def save(self) -> None:
+        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+
+
+class StateStore:
+    """All containers under one --root."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def path(self, container_id: str) -> str:
+        return os.path.join(self.root, container_id)
+
+    def reserve(self, container_id: str) -> str:
+        """Create <root>/<id> exclusively: a second create of the same id fails."""
+        validate_id(container_id)
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        path = self.path(container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(container_id) from None
+        return path
+
+    def release(self, container_id: str) -> None:
+        shutil.rmtree(self.path(container_id), ignore_errors=True)
+
+    def load(self, container_id: str) -> ContainerState:
+        validate_id(container_id)
+        try:
+            with open(os.path.join(self.path(container_id), STATE_FILE)) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        except (OSError, ValueError) as e:
+            raise OcipyError(f"cannot read state of container {container_id}: {e}") from None
+        return ContainerState(self.root, container_id, data)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
+
+    def lock(self, container_id: str) -> int:
+        """An exclusive flock on the container's directory, held until the fd is closed."""
+        try:
+            fd = os.open(self.path(container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+
+def make_fifo(path: str) -> None:
+    old = os.umask(0)
+    try:
+        os.mkfifo(path, 0o622)
+    finally:
+        os.umask(old)
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise

@@ -1,0 +1,171 @@
+"""Fixtures shared by ocipy's tests.
+
+Root tests create real namespaces, mounts and cgroups. Every container a test
+makes lives under a temporary --root and a relative cgroupsPath below
+`ocipy-test/`, and the `no_leaks` check after each test asserts that no mount,
+cgroup, process or state directory is left behind.
+"""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bundles.rootfs import build_busybox_rootfs  # noqa: E402
+from ocipy.defaults import default_config  # noqa: E402
+
+CGROUP_PARENT = "ocipy-test"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if _is_root():
+        return
+    skip = pytest.mark.skip(reason="needs root: creates namespaces, mounts and cgroups")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory) -> Path:
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed (/bin/busybox missing)")
+    return Path(build_busybox_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs")))
+
+
+def _own_cgroup_dirs() -> list[Path]:
+    """Where relative cgroupsPaths of this process land, one per hierarchy."""
+    out = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            names = controllers.split(",") if controllers else ["unified"]
+            for name in names:
+                name = name.removeprefix("name=")
+                base = Path("/sys/fs/cgroup") / name
+                if not base.is_dir() and controllers == "":
+                    base = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified").is_dir() else Path("/sys/fs/cgroup")
+                if base.is_dir():
+                    out.append(base / path.lstrip("/") / CGROUP_PARENT)
+    return out
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+def leftovers(root: Path, mounts_before: set[str]) -> list[str]:
+    found = []
+    if root.exists() and any(root.iterdir()):
+        found += [f"state dir {p}" for p in root.iterdir()]
+    for d in _own_cgroup_dirs():
+        if d.exists():
+            found += [f"cgroup {p}" for p in d.iterdir() if p.is_dir()]
+            procs = (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else []
+            found += [f"process {p} in {d}" for p in procs]
+    found += [f"mount {m}" for m in _mounts() - mounts_before]
+    return found
+
+
+@pytest.fixture
+def state_root(tmp_path) -> Path:
+    root = tmp_path / "state"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def no_leaks(state_root):
+    """After the test: force-delete whatever is left, then fail if anything was left."""
+    before = _mounts()
+    yield
+    left_ids = list(state_root.iterdir()) if state_root.exists() else []
+    for p in left_ids:
+        subprocess.run([sys.executable, "-m", "ocipy", "--root", str(state_root), "delete", "--force", p.name], capture_output=True, timeout=30)
+    leaks = leftovers(state_root, before)
+    for d in _own_cgroup_dirs():  # clean what we can so one leak does not fail every later test
+        for sub in sorted(d.glob("**/"), key=lambda p: -len(p.parts)):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+    assert not left_ids, f"containers left after the test (deleted now): {[p.name for p in left_ids]}"
+    assert not leaks, f"left behind: {leaks}"
+
+
+class Bundle:
+    """A bundle directory with its own copy of the busybox rootfs and an editable config."""
+
+    def __init__(self, path: Path, rootfs_src: Path):
+        self.path = path
+        self.rootfs = path / "rootfs"
+        shutil.copytree(rootfs_src, self.rootfs, symlinks=True)
+        self.config = default_config(terminal=False, args=["true"])
+        self.config["root"]["readonly"] = False
+        self.config["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/{uuid.uuid4().hex[:12]}"
+        self.config["linux"]["resources"] = {}
+
+    def write(self) -> Path:
+        cfg = copy.deepcopy(self.config)
+        (self.path / "config.json").write_text(json.dumps(cfg, indent=2))
+        return self.path
+
+    def args(self, *args: str) -> "Bundle":
+        self.config["process"]["args"] = list(args)
+        return self
+
+    def shell(self, script: str) -> "Bundle":
+        return self.args("/bin/sh", "-c", script)
+
+    def bind(self, host: Path, dest: str, *options: str) -> "Bundle":
+        self.config["mounts"].append({"destination": dest, "type": "bind", "source": str(host), "options": ["rbind", *options]})
+        return self
+
+
+@pytest.fixture
+def bundle(tmp_path, busybox_rootfs) -> Bundle:
+    path = tmp_path / "bundle"
+    path.mkdir()
+    return Bundle(path, busybox_rootfs)
+
+
+@pytest.fixture
+def ocipy(state_root):
+    """Run the ocipy CLI as an engine would: a fresh interpreter per command."""
+
+    def run(*args, timeout=60, **kwargs):
+        # stdout/stderr go to files, not pipes: `create` hands its stdio to the container,
+        # so a pipe would stay open as long as the container lives (engines use files too).
+        argv = [sys.executable, "-m", "ocipy", "--root", str(state_root), *map(str, args)]
+        if "stdout" in kwargs or "capture_output" in kwargs:
+            kwargs.setdefault("text", True)
+            return subprocess.run(argv, timeout=timeout, **kwargs)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(argv, timeout=timeout, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True, **kwargs)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+    return run
+
+
+@pytest.fixture
+def runtime(state_root):
+    from ocipy import Runtime
+
+    return Runtime(str(state_root))

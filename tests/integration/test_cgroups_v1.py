@@ -1,0 +1,489 @@
+"""cgroup v1 manager against the real v1 hierarchies of this host (root).
+
+Run only under the shared lock:
+    flock /tmp/ocipy-root-tests.lock .venv/bin/python -m pytest tests/integration/test_cgroups_v1.py
+
+Every cgroup is created at a relative path `ocipy-test-<uuid>` (so under this
+process's own cgroup in each hierarchy) and removed again; the `clean_host`
+fixture asserts that no ocipy-test* cgroup and no child process is left.
+"""
+
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from ocipy.errors import SetupError
+from ocipy.linux import cgroups as cg
+
+pytestmark = [pytest.mark.root]
+
+HIERARCHIES = cg.host_hierarchies()
+HAVE_V1 = any(h.version == 1 for h in HIERARCHIES)
+V1 = {c for h in HIERARCHIES if h.version == 1 for c in h.controllers}
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+if not HAVE_V1:
+    pytest.skip("this host mounts no cgroup v1 hierarchy", allow_module_level=True)
+
+# A child that obeys one-line commands on stdin and answers on stdout.
+CHILD = r"""
+import os, sys, time
+def say(s):
+    sys.stdout.write(s + "\n"); sys.stdout.flush()
+say("ready")
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    try:
+        if cmd == "open":
+            os.close(os.open(arg, os.O_RDWR)); say("ok")
+        elif cmd == "fork":
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0); say("ok")
+        elif cmd == "alloc":
+            b = bytearray(int(arg) << 20)
+            for i in range(0, len(b), 4096):
+                b[i] = 1
+            globals()["keep"] = b
+            say("ok")
+        elif cmd == "tick":
+            n = 0
+            while True:
+                n += 1; say(str(n)); time.sleep(0.01)
+    except OSError as e:
+        say("err %d" % e.errno)
+"""
+
+
+class Child:
+    def __init__(self):
+        self.p = subprocess.Popen([sys.executable, "-I", "-S", "-c", CHILD], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert self.readline() == "ready"
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def readline(self, timeout=10.0):
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            raise TimeoutError("child did not answer")
+        return self.p.stdout.readline().strip()
+
+    def ask(self, cmd, timeout=10.0):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        return self.readline(timeout)
+
+    def readable(self, timeout):
+        return bool(select.select([self.p.stdout], [], [], timeout)[0])
+
+    def drain(self):
+        fd = self.p.stdout.fileno()
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                try:
+                    if not os.read(fd, 65536):
+                        break
+                except BlockingIOError:
+                    break
+        finally:
+            os.set_blocking(fd, True)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(10)
+        for f in (self.p.stdin, self.p.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def ocipy_test_cgroups():
+    found = set()
+    for h in cg.host_hierarchies():
+        for dirpath, dirnames, _ in os.walk(h.mountpoint):
+            for d in dirnames:
+                if d.startswith("ocipy-test"):
+                    found.add(os.path.join(dirpath, d))
+    return found
+
+
+def live_children():
+    me = str(os.getpid())
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            out.append(int(pid))
+    return out
+
+
+@pytest.fixture
+def clean_host():
+    before = ocipy_test_cgroups()
+    unified = [h.mountpoint for h in HIERARCHIES if h.version == 2]
+    saved_subtree = None
+    if unified:
+        with open(os.path.join(unified[0], "cgroup.subtree_control")) as f:
+            saved_subtree = f.read().split()
+    children = []
+    yield children
+    for c in children:
+        c.close()
+    if saved_subtree is not None:
+        # hybrid hugetlb enables controllers in the unified root: put it back as we found it
+        path = os.path.join(unified[0], "cgroup.subtree_control")
+        with open(path) as f:
+            now = f.read().split()
+        for c in now:
+            if c not in saved_subtree:
+                try:
+                    with open(path, "w") as f:
+                        f.write("-" + c)
+                except OSError:
+                    pass
+    left = ocipy_test_cgroups() - before
+    assert not left, f"cgroups left behind: {sorted(left)}"
+    assert live_children() == [], "child processes left behind"
+
+
+@pytest.fixture
+def manager(clean_host):
+    m = cg.new_manager("t", f"ocipy-test-{uuid.uuid4().hex[:12]}")
+    try:
+        yield m
+    finally:
+        try:
+            m.kill_all(signal.SIGKILL)
+        except SetupError:
+            pass
+        for c in clean_host:
+            c.close()
+        m.destroy()
+
+
+def spawn(children):
+    c = Child()
+    children.append(c)
+    return c
+
+
+def own_cgroup_paths(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        return cg.parse_proc_cgroup(f.read())
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+def test_host_hierarchies_lists_v1_and_unified():
+    names = {c for h in HIERARCHIES for c in h.controllers}
+    assert "memory" in names and "freezer" in names
+    for h in HIERARCHIES:
+        assert os.path.isdir(h.mountpoint) and h.version in (1, 2)
+
+
+def test_lifecycle(manager, clean_host):
+    assert manager.version == 1
+    manager.create()
+    assert manager.created, "create() must remember the directories it made"
+    for d in set(manager.paths.values()):
+        assert os.path.isdir(d)
+    # a relative path lands under our own cgroup: memory is not at the root on this host
+    own = own_cgroup_paths(os.getpid())
+    rel = manager.cgroups_path
+    assert manager.paths["memory"].endswith(os.path.join(own["memory"], rel).replace("//", "/"))
+    manager.apply({"memory": {"limit": 256 << 20}, "pids": {"limit": 50}, "cpu": {"shares": 512}})
+    assert read(os.path.join(manager.paths["memory"], "memory.limit_in_bytes")) == str(256 << 20)
+    assert read(os.path.join(manager.paths["pids"], "pids.max")) == "50"
+    assert read(os.path.join(manager.paths["cpu"], "cpu.shares")) == "512"
+
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert manager.pids() == [child.pid]
+    inside = own_cgroup_paths(child.pid)
+    assert inside["memory"].endswith("/" + rel)
+    assert inside["pids"] == "/" + rel
+    if "name=systemd" in manager.paths:
+        assert inside["name=systemd"] == "/" + rel
+    if cg.UNIFIED in manager.paths:
+        assert inside[cg.UNIFIED].endswith("/" + rel)
+
+    # a frozen process does not run: its ticks stop, and resume after thaw
+    assert child.ask("tick") == "1"
+    manager.freeze()
+    assert manager.is_frozen()
+    time.sleep(0.05)
+    child.drain()
+    assert not child.readable(0.4), "the child kept running while frozen"
+    manager.thaw()
+    assert not manager.is_frozen()
+    assert child.readable(2.0), "the child did not run again after thaw"
+
+    manager.kill_all(signal.SIGTERM)
+    assert child.p.wait(10) == -signal.SIGTERM
+    assert manager.pids() == []
+    created = list(manager.created)
+    manager.destroy()
+    for d in created:
+        assert not os.path.exists(d)
+    assert manager.created == []
+
+
+def test_state_round_trip_drives_the_same_cgroup(manager, clean_host):
+    manager.create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    again = cg.manager_from_state(json.loads(json.dumps(manager.to_state())))
+    assert again.paths == manager.paths and again.created == manager.created
+    assert again.pids() == [child.pid]
+    again.freeze()
+    assert manager.is_frozen()
+    again.kill_all(signal.SIGKILL)  # SIGKILL on a frozen cgroup must still kill
+    assert child.p.wait(10) == -signal.SIGKILL
+    assert not again.is_frozen()
+
+
+def test_memory_limit_oom_kills(manager, clean_host):
+    manager.create()
+    manager.apply({"memory": {"limit": 32 << 20}})
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    child.p.stdin.write("alloc 256\n")
+    child.p.stdin.flush()
+    assert child.p.wait(30) == -signal.SIGKILL
+    assert int(read(os.path.join(manager.paths["memory"], "memory.failcnt"))) > 0
+    assert manager.stats()["memory"]["usage"]["failcnt"] > 0
+
+
+def test_memory_limit_below_usage_names_field_and_file(manager, clean_host):
+    manager.create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("alloc 64") == "ok"
+    with pytest.raises(SetupError) as e:
+        manager.apply({"memory": {"limit": 4 << 20}})
+    msg = str(e.value)
+    path = os.path.join(manager.paths["memory"], "memory.limit_in_bytes")
+    assert msg == f"linux.resources.memory.limit: cannot write {4 << 20} to {path}: Device or resource busy"
+
+
+def test_value_the_host_cannot_apply_names_field(manager):
+    manager.create()
+    cpus = os.path.join(manager.paths["cpuset"], "cpuset.cpus")
+    with pytest.raises(SetupError) as e:
+        manager.apply({"cpu": {"cpus": "1000"}})  # no such CPU
+    assert str(e.value).startswith(f"linux.resources.cpu.cpus: cannot write 1000 to {cpus}: ")
+    with pytest.raises(SetupError, match=r"^linux.resources.unified: "):
+        manager.apply({"unified": {"memory.max": "10"}})
+    if "net_cls" not in manager.paths:
+        with pytest.raises(SetupError, match=r"^linux.resources.network.classID: the net_cls cgroup controller "
+                                             r"is not mounted"):
+            manager.apply({"network": {"classID": 5}})
+
+
+def test_blkio_weight_uses_bfq_when_that_is_what_the_host_has(manager):
+    manager.create()
+    blkio = manager.paths["blkio"]
+    manager.apply({"blockIO": {"weight": 500}})
+    if os.path.exists(os.path.join(blkio, "blkio.weight")):
+        assert read(os.path.join(blkio, "blkio.weight")) == "500"
+    else:
+        assert read(os.path.join(blkio, "blkio.bfq.weight")).split()[-1] == "500"
+
+
+def test_pids_limit_stops_forks(manager, clean_host):
+    manager.create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("fork") == "ok"
+    manager.apply({"pids": {"limit": 1}})
+    assert child.ask("fork") == f"err {errno.EAGAIN}"
+    manager.update({"pids": {"limit": 2}})
+    assert child.ask("fork") == "ok"
+    s = manager.stats()["pids"]
+    assert s == {"current": 1, "limit": 2}
+
+
+def test_device_rule_denies_dev_null(manager, clean_host):
+    manager.create()
+    manager.apply({"devices": [{"allow": True, "access": "rwm"},
+                               {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rw"}]})
+    listing = read(os.path.join(manager.paths["devices"], "devices.list"))
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("open /dev/null") == f"err {errno.EPERM}", listing
+    assert child.ask("open /dev/zero") == "ok"
+
+
+def test_device_default_deny_with_exceptions(manager, clean_host):
+    manager.create()
+    with open("/work/shared/corpus/engines/docker-run-d.config.json") as f:
+        devices = json.load(f)["linux"]["resources"]["devices"]
+    manager.apply({"devices": devices})
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("open /dev/null") == "ok"
+    assert child.ask("open /dev/zero") == "ok"
+    if os.path.exists("/dev/loop-control"):  # char 10:237, not in docker's list
+        assert child.ask("open /dev/loop-control") == f"err {errno.EPERM}"
+
+
+def test_join_existing_cgroup_destroy_leaves_it(clean_host):
+    rel = f"ocipy-test-{uuid.uuid4().hex[:12]}"
+    probe = cg.new_manager("pre", rel)
+    made = []
+    try:
+        for d in sorted(set(probe.paths.values())):
+            os.mkdir(d)
+            made.append(d)
+        if "cpuset" in probe.paths:  # make it joinable
+            for n in ("cpuset.cpus", "cpuset.mems"):
+                with open(os.path.join(os.path.dirname(probe.paths["cpuset"]), n)) as f:
+                    v = f.read().strip()
+                with open(os.path.join(probe.paths["cpuset"], n), "w") as f:
+                    f.write(v)
+        m = cg.new_manager("joiner", rel)
+        m.create()
+        assert m.created == []
+        child = spawn(clean_host)
+        m.add_process(child.pid)
+        assert m.pids() == [child.pid]
+        child.close()
+        m.destroy()
+        for d in made:
+            assert os.path.isdir(d), f"destroy() removed a cgroup it did not create: {d}"
+    finally:
+        for d in reversed(made):
+            os.rmdir(d)
+
+
+def test_nested_path_and_cpuset_inherited(clean_host):
+    top = f"ocipy-test-{uuid.uuid4().hex[:12]}"
+    m = cg.new_manager("n", f"{top}/inner/c")
+    try:
+        m.create()
+        assert len(m.created) == 3 * len(set(m.paths.values()))
+        cs = m.paths["cpuset"]
+        assert read(os.path.join(cs, "cpuset.cpus")) != ""
+        assert read(os.path.join(cs, "cpuset.mems")) != ""
+        child = spawn(clean_host)
+        m.add_process(child.pid)
+        child.close()
+    finally:
+        m.destroy()
+    for d in m.paths.values():
+        assert not os.path.exists(os.path.dirname(os.path.dirname(d)))
+
+
+def test_destroy_keeps_intermediate_dir_shared_with_another_container(clean_host):
+    top = f"ocipy-test-{uuid.uuid4().hex[:12]}"
+    a = cg.new_manager("a", f"{top}/a")
+    b = cg.new_manager("b", f"{top}/b")
+    try:
+        a.create()
+        b.create()
+        a.destroy()
+        assert os.path.isdir(os.path.dirname(b.paths["memory"])) and os.path.isdir(b.paths["memory"])
+    finally:
+        b.destroy()
+        a.destroy()
+        for d in set(a.paths.values()):
+            parent = os.path.dirname(d)
+            if os.path.isdir(parent):
+                os.rmdir(parent)  # a made it, b did not: nobody owns it any more
+
+
+def test_update_zero_means_no_change(manager, clean_host):
+    manager.create()
+    manager.apply({"memory": {"limit": 64 << 20}, "cpu": {"shares": 256}})
+    with open("/work/shared/corpus/engines/docker-update-3.resources-stdin.json") as f:
+        manager.update(json.load(f))
+    assert read(os.path.join(manager.paths["memory"], "memory.limit_in_bytes")) == str(64 << 20)
+    assert read(os.path.join(manager.paths["cpu"], "cpu.shares")) == "256"
+    with open("/work/shared/corpus/engines/docker-update-1.resources-stdin.json") as f:
+        manager.update(json.load(f))
+    mem = manager.paths["memory"]
+    assert read(os.path.join(mem, "memory.limit_in_bytes")) == str(64 << 20)
+    if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
+        assert read(os.path.join(mem, "memory.memsw.limit_in_bytes")) == str(128 << 20)
+    assert read(os.path.join(manager.paths["cpu"], "cpu.cfs_quota_us")) == "50000"
+    assert read(os.path.join(manager.paths["pids"], "pids.max")) == "100"
+    # growing memory and memory+swap together needs memsw first: the plan orders it
+    manager.update({"memory": {"limit": 256 << 20, "swap": 512 << 20}})
+    assert read(os.path.join(mem, "memory.limit_in_bytes")) == str(256 << 20)
+
+
+def test_every_v1_setting_this_host_supports(manager):
+    manager.create()
+    r = {"memory": {"limit": 128 << 20, "reservation": 64 << 20, "swap": 256 << 20, "kernelTCP": 16 << 20,
+                    "swappiness": 10, "disableOOMKiller": True, "useHierarchy": True},
+         "cpu": {"shares": 2048, "period": 200000, "quota": 100000, "burst": 1000, "cpus": "0", "mems": "0",
+                 "idle": 0}}
+    manager.apply(r)
+    mem, cpu, cs = manager.paths["memory"], manager.paths["cpu"], manager.paths["cpuset"]
+    assert read(os.path.join(mem, "memory.soft_limit_in_bytes")) == str(64 << 20)
+    assert read(os.path.join(mem, "memory.swappiness")) == "10"
+    assert "oom_kill_disable 1" in read(os.path.join(mem, "memory.oom_control"))
+    assert read(os.path.join(cpu, "cpu.cfs_period_us")) == "200000"
+    assert read(os.path.join(cpu, "cpu.cfs_quota_us")) == "100000"
+    if os.path.exists(os.path.join(cpu, "cpu.cfs_burst_us")):
+        assert read(os.path.join(cpu, "cpu.cfs_burst_us")) == "1000"
+    assert read(os.path.join(cs, "cpuset.cpus")) == "0"
+    manager.apply({"cpu": {"quota": -1}})
+    assert read(os.path.join(cpu, "cpu.cfs_quota_us")) == "-1"
+
+
+def test_hybrid_hugetlb_goes_to_the_unified_side(manager):
+    if "hugetlb" in V1 or cg.UNIFIED not in manager.paths:
+        pytest.skip("not a hybrid host with hugetlb only on cgroup2")
+    unified = [h for h in HIERARCHIES if h.version == 2][0]
+    if "hugetlb" not in unified.controllers:
+        pytest.skip("hugetlb is not on the unified hierarchy")
+    manager.create()
+    manager.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]})
+    assert read(os.path.join(manager.paths[cg.UNIFIED], "hugetlb.2MB.max")) == str(4 << 20)
+    assert "2MB" in manager.stats()["hugetlb"]
+
+
+def test_stats_shape(manager, clean_host):
+    manager.create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("alloc 8") == "ok"
+    s = manager.stats()
+    with open("/work/shared/corpus/engines/runc-events-stats.json") as f:
+        ref = json.load(f)["data"]
+    assert set(ref) <= set(s)
+    assert s["memory"]["usage"]["usage"] >= 8 << 20
+    assert set(ref["memory"]["usage"]) <= set(s["memory"]["usage"])
+    assert s["pids"]["current"] == 1
+    assert s["cpu"]["usage"]["total"] > 0
+    assert len(s["cpu"]["usage"]["percpu"]) == os.cpu_count()
+    assert set(ref["cpuset"]) == set(s["cpuset"])
+    json.dumps(s)

@@ -1,0 +1,404 @@
+"""rootfs.prepare + pivot + finish on a real busybox rootfs, as root.
+
+Every test runs the container side in a forked child that unshared its own mount
+and pid namespaces and made "/" rprivate first, so nothing it mounts can reach
+the host; a second fork is pid 1 of the new pid namespace (a fresh /proc needs
+one). That pid 1 reports what it sees to the test through a pipe, as JSON. An
+autouse fixture checks the host's mountinfo is the same after each test.
+"""
+
+import copy
+import json
+import os
+import stat
+import sys
+import tempfile
+import traceback
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bundles.rootfs import build_busybox_rootfs  # noqa: E402
+from ocipy.errors import SetupError  # noqa: E402
+from ocipy.linux import rootfs as rootfs_mod  # noqa: E402
+from ocipy.linux import syscalls as sc  # noqa: E402
+from ocipy.spec import Spec  # noqa: E402
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static"),
+]
+
+RUNC_SPEC = os.path.join("/work/shared/corpus/engines/runc-spec.config.json")
+
+
+# --- harness -----------------------------------------------------------------------------
+def _mountinfo_lines():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(f.read().splitlines())
+
+
+@pytest.fixture(autouse=True)
+def no_mount_left_behind():
+    before = _mountinfo_lines()
+    yield
+    after = _mountinfo_lines()
+    assert after == before, "the host's mount table changed"
+
+
+@pytest.fixture
+def rootfs():
+    with tempfile.TemporaryDirectory(prefix="ocipy-rootfs-") as d:
+        path = os.path.join(d, "rootfs")
+        build_busybox_rootfs(path)
+        yield path
+
+
+def run_in_namespaces(fn, *args, timeout: float = 30) -> dict:
+    """Run fn(*args) as pid 1 of new mount + pid namespaces; return what it returned
+    (a JSON-able value) or raise with the child's traceback."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(r)
+            sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            pid2 = os.fork()
+            if pid2 == 0:
+                try:
+                    result = {"ok": fn(*args)}
+                except BaseException:
+                    result = {"error": traceback.format_exc()}
+                os.write(w, json.dumps(result).encode())
+                os._exit(0)
+            _, status = os.waitpid(pid2, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except BaseException:
+            os.write(w, json.dumps({"error": traceback.format_exc()}).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    raw = b"".join(chunks).decode()
+    assert raw, f"child exited with status {status} and said nothing"
+    out = json.loads(raw)
+    if "error" in out:
+        raise AssertionError("in the container:\n" + out["error"])
+    return out["ok"]
+
+
+def runc_spec_config(rootfs: str) -> dict:
+    with open(RUNC_SPEC) as f:
+        cfg = json.load(f)
+    cfg["root"] = {"path": rootfs, "readonly": True}
+    return cfg
+
+
+def parse_mountinfo(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        sep = parts.index("-")
+        out.append({"mountpoint": parts[4], "options": parts[5].split(","), "fstype": parts[sep + 1], "super": parts[sep + 3].split(",")})
+    return out
+
+
+def _inspect() -> dict:
+    """Runs inside the container (after finish): what a process there sees."""
+    info: dict = {}
+    with open("/proc/self/mountinfo") as f:
+        info["mountinfo"] = f.read()
+    devs = {}
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "mydev", "myfifo"):
+        p = "/dev/" + name
+        try:
+            st = os.lstat(p)
+            devs[name] = {
+                "mode": st.st_mode,
+                "major": os.major(st.st_rdev),
+                "minor": os.minor(st.st_rdev),
+                "uid": st.st_uid,
+                "gid": st.st_gid,
+            }
+        except OSError as e:
+            devs[name] = {"error": e.errno}
+    info["devices"] = devs
+    links = {}
+    for name in ("fd", "stdin", "stdout", "stderr", "ptmx", "core"):
+        try:
+            links[name] = os.readlink("/dev/" + name)
+        except OSError as e:
+            links[name] = {"error": e.errno}
+    info["links"] = links
+    info["masked_files"] = {}
+    for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"):
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                info["masked_files"][p] = f.read(16).hex()
+    info["firmware"] = os.listdir("/sys/firmware")
+    info["acpi"] = os.listdir("/proc/acpi") if os.path.isdir("/proc/acpi") else None
+
+    def try_write(path):
+        try:
+            with open(path, "w") as f:
+                f.write("x")
+            return "written"
+        except OSError as e:
+            return e.errno
+
+    info["write_root"] = try_write("/tmp/x")
+    info["write_sys"] = try_write("/proc/sys/kernel/hostname")
+    info["write_sysrq"] = try_write("/proc/sysrq-trigger")
+    info["write_devshm"] = try_write("/dev/shm/x")
+    info["write_dev"] = try_write("/dev/newfile")
+    with open("/dev/null", "w") as f:
+        f.write("ok")
+    with open("/dev/zero", "rb") as f:
+        info["zero"] = f.read(4).hex()
+    info["cgroup_dirs"] = sorted(os.listdir("/sys/fs/cgroup"))
+    info["cwd"] = os.getcwd()
+    info["root_listing"] = sorted(os.listdir("/"))
+    return info
+
+
+def _container(cfg: dict, rootfs: str, extra_setup=None, inspect=_inspect, no_pivot: bool = False, **kw):
+    spec = Spec.from_dict(cfg)
+    if extra_setup:
+        extra_setup()
+    rootfs_mod.prepare(
+        spec,
+        rootfs,
+        in_userns=kw.get("in_userns", False),
+        new_netns=True,
+        new_cgroupns=kw.get("new_cgroupns", False),
+        cgroup_paths=kw.get("cgroup_paths"),
+        mount_label=None,
+    )
+    rootfs_mod.pivot(rootfs, no_pivot=no_pivot)
+    rootfs_mod.finish(spec)
+    return inspect()
+
+
+def _by_mountpoint(mi: list[dict]) -> dict:
+    out = {}
+    for m in mi:
+        out[m["mountpoint"]] = m  # the last (top) mount wins
+    return out
+
+
+# --- tests ---------------------------------------------------------------------------------
+def test_runc_spec_defaults(rootfs):
+    cfg = runc_spec_config(rootfs)
+    cfg["linux"]["devices"] = [
+        {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600, "uid": 1000, "gid": 1001},
+        {"path": "/dev/myfifo", "type": "p", "fileMode": 0o640},
+    ]
+    info = run_in_namespaces(_container, cfg, rootfs)
+    print(info["mountinfo"])
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+
+    assert mounts["/"]["fstype"] != "tmpfs" or True
+    assert "ro" in mounts["/"]["options"], "root.readonly"
+    assert mounts["/proc"]["fstype"] == "proc"
+    assert mounts["/dev"]["fstype"] == "tmpfs" and "nosuid" in mounts["/dev"]["options"]
+    assert "mode=755" in mounts["/dev"]["super"]
+    assert mounts["/dev/pts"]["fstype"] == "devpts"
+    assert {"nosuid", "noexec"} <= set(mounts["/dev/pts"]["options"])
+    assert "ptmxmode=666" in mounts["/dev/pts"]["super"] and "gid=5" in mounts["/dev/pts"]["super"]
+    assert mounts["/dev/shm"]["fstype"] == "tmpfs" and {"nosuid", "noexec", "nodev"} <= set(mounts["/dev/shm"]["options"])
+    assert mounts["/dev/mqueue"]["fstype"] == "mqueue"
+    assert mounts["/sys"]["fstype"] == "sysfs" and {"ro", "nosuid", "noexec", "nodev"} <= set(mounts["/sys"]["options"])
+    assert "ro" in mounts["/sys/fs/cgroup"]["options"]
+    # masked and read-only paths
+    assert info["masked_files"], "no masked file to check on this kernel"
+    for p, content in info["masked_files"].items():
+        assert content == "", p
+        assert mounts[p]["fstype"] in ("devtmpfs", "tmpfs"), p  # /dev/null bound over it
+    assert info["firmware"] == []
+    if info["acpi"] is not None:
+        assert info["acpi"] == []
+    assert "ro" in mounts["/proc/sys"]["options"]
+    assert info["write_sys"] == 30  # EROFS
+    assert info["write_sysrq"] in (30, 2)  # EROFS, or ENOENT where the kernel has no sysrq
+    assert info["write_root"] == 30, "root.readonly must refuse writes"
+    assert info["write_devshm"] == "written" and info["write_dev"] == "written"
+
+    devs = info["devices"]
+    for name, (ma, mi_) in {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}.items():
+        assert stat.S_ISCHR(devs[name]["mode"]), name
+        assert (devs[name]["major"], devs[name]["minor"]) == (ma, mi_), name
+        assert stat.S_IMODE(devs[name]["mode"]) == 0o666, name
+    assert stat.S_ISCHR(devs["mydev"]["mode"]) and stat.S_IMODE(devs["mydev"]["mode"]) == 0o600
+    assert (devs["mydev"]["uid"], devs["mydev"]["gid"]) == (1000, 1001)
+    assert stat.S_ISFIFO(devs["myfifo"]["mode"]) and stat.S_IMODE(devs["myfifo"]["mode"]) == 0o640
+    assert info["zero"] == "00000000"
+
+    links = info["links"]
+    assert links["fd"] == "/proc/self/fd"
+    assert (links["stdin"], links["stdout"], links["stderr"]) == ("/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2")
+    assert links["ptmx"] == "pts/ptmx"
+    if os.path.exists("/proc/kcore"):
+        assert links["core"] == "/proc/kcore"
+    assert info["cwd"] == "/"
+    assert "bin" in info["root_listing"]
+    # v1 / hybrid host: a tmpfs with one directory per hierarchy; pure v2: cgroup2
+    if rootfs_mod._is_pure_v2():
+        assert mounts["/sys/fs/cgroup"]["fstype"] in ("cgroup2",)
+    else:
+        assert mounts["/sys/fs/cgroup"]["fstype"] == "tmpfs"
+        assert "memory" in info["cgroup_dirs"]
+        assert mounts["/sys/fs/cgroup/memory"]["fstype"] == "cgroup"
+        assert "ro" in mounts["/sys/fs/cgroup/memory"]["options"]
+
+
+def test_bind_mounts_with_options(rootfs):
+    with tempfile.TemporaryDirectory(prefix="ocipy-src-") as src:
+        os.makedirs(os.path.join(src, "dir", "sub"))
+        with open(os.path.join(src, "dir", "hello"), "w") as f:
+            f.write("hello")
+        with open(os.path.join(src, "file"), "w") as f:
+            f.write("file content")
+        cfg = runc_spec_config(rootfs)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"] += [
+            {"destination": "/data/ro", "type": "bind", "source": os.path.join(src, "dir"), "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]},
+            {"destination": "/data/rro", "type": "none", "source": os.path.join(src, "dir"), "options": ["rbind", "rro", "rprivate"]},
+            {"destination": "/data/rw", "source": os.path.join(src, "dir"), "options": ["bind", "rw"]},
+            {"destination": "/etc/injected", "type": "bind", "source": os.path.join(src, "file"), "options": ["bind", "ro"]},
+            {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=1m", "noatime"]},
+        ]
+
+        def submount():  # a mount below the bind source, visible only in our namespace
+            sc.mount("tmpfs", os.path.join(src, "dir", "sub"), "tmpfs", 0, "size=1m")
+
+        def inspect():
+            out = {"mountinfo": open("/proc/self/mountinfo").read()}
+            out["injected"] = open("/etc/injected").read()
+            out["hello"] = open("/data/ro/hello").read()
+            out["scratch_mode"] = stat.S_IMODE(os.stat("/scratch").st_mode)
+            res = {}
+            for p in ("/data/ro/x", "/data/rro/x", "/data/rro/sub/x", "/data/rw/x", "/scratch/x", "/etc/injected"):
+                try:
+                    with open(p, "w") as f:
+                        f.write("x")
+                    res[p] = "written"
+                except OSError as e:
+                    res[p] = e.errno
+            out["writes"] = res
+            return out
+
+        info = run_in_namespaces(_container, cfg, rootfs, submount, inspect)
+        print(info["mountinfo"])
+        mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(mounts["/data/ro"]["options"])
+        assert "ro" in mounts["/data/rro"]["options"] and "ro" in mounts["/data/rro/sub"]["options"]
+        assert "ro" not in mounts["/data/rw"]["options"]
+        assert "ro" in mounts["/etc/injected"]["options"]
+        assert {"nosuid", "nodev", "noatime"} <= set(mounts["/scratch"]["options"])
+        assert "size=1024k" in mounts["/scratch"]["super"]
+        assert info["scratch_mode"] == 0o1777
+        assert info["injected"] == "file content" and info["hello"] == "hello"
+        w = info["writes"]
+        assert w["/data/ro/x"] == 30 and w["/data/rro/x"] == 30 and w["/data/rro/sub/x"] == 30
+        assert w["/data/rw/x"] == "written" and w["/scratch/x"] == "written"
+        assert w["/etc/injected"] == 30
+        # the written file went to the host source dir (a shared bind); tidy it for TemporaryDirectory
+        assert os.path.exists(os.path.join(src, "dir", "x"))
+    assert not os.path.exists(os.path.join(rootfs, "data", "ro", "x"))
+
+
+def test_userns_style_devices_are_bind_mounted(rootfs):
+    """in_userns=True: devices become binds of the host's nodes onto empty files."""
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+
+    def inspect():
+        mi = open("/proc/self/mountinfo").read()
+        st = os.stat("/dev/null")
+        with open("/dev/null", "w") as f:
+            f.write("x")
+        return {"mountinfo": mi, "rdev": [os.major(st.st_rdev), os.minor(st.st_rdev)], "chr": stat.S_ISCHR(st.st_mode)}
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect, in_userns=True))
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert "/dev/null" in mounts and "/dev/urandom" in mounts and "/dev/tty" in mounts
+    assert info["chr"] and info["rdev"] == [1, 3]
+
+
+def test_no_pivot(rootfs):
+    cfg = runc_spec_config(rootfs)
+    info = run_in_namespaces(_container, cfg, rootfs, None, _inspect, True)
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert mounts["/proc"]["fstype"] == "proc"
+    assert info["write_root"] == 30
+    assert "bin" in info["root_listing"]
+
+
+def test_cgroup_namespace_fresh_mounts(rootfs):
+    """new_cgroupns: each hierarchy is a fresh cgroup mount, not a bind."""
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+
+    def in_cgroupns():
+        sc.unshare(sc.CLONE_NEWCGROUP)
+        return _container(cfg, rootfs, None, lambda: {"mountinfo": open("/proc/self/mountinfo").read(), "dirs": sorted(os.listdir("/sys/fs/cgroup"))}, new_cgroupns=True)
+
+    info = run_in_namespaces(in_cgroupns)
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    if rootfs_mod._is_pure_v2():
+        assert mounts["/sys/fs/cgroup"]["fstype"] == "cgroup2"
+    else:
+        assert mounts["/sys/fs/cgroup/memory"]["fstype"] == "cgroup"
+        assert "memory" in mounts["/sys/fs/cgroup/memory"]["super"]
+        assert "ro" in mounts["/sys/fs/cgroup/memory"]["options"]
+
+
+def test_errors_name_the_mount(rootfs):
+    cfg = runc_spec_config(rootfs)
+    cfg["mounts"].append({"destination": "/nope", "type": "bind", "source": "/does/not/exist", "options": ["bind"]})
+
+    def attempt():
+        try:
+            _container(cfg, rootfs, None, lambda: None)
+        except SetupError as e:
+            return str(e)
+        return "no error"
+
+    msg = run_in_namespaces(attempt)
+    assert msg.startswith(f"mount {len(cfg['mounts']) - 1} (/nope):"), msg
+
+
+def test_console_bind(rootfs):
+    cfg = runc_spec_config(rootfs)
+
+    def with_console():
+        spec = Spec.from_dict(cfg)
+        rootfs_mod.prepare(spec, rootfs, in_userns=False, new_netns=True, new_cgroupns=False, cgroup_paths=None)
+        master, slave = os.openpty()
+        # a hostile image would have /dev/console -> somewhere; /dev is a tmpfs here,
+        # so plant the link in the tmpfs to check it gets replaced, not followed
+        os.symlink("/etc/passwd", os.path.join(rootfs, "dev", "console"))
+        rootfs_mod.bind_console(rootfs, slave)
+        rootfs_mod.pivot(rootfs)
+        st = os.stat("/dev/console")
+        os.write(master, b"")
+        mi = open("/proc/self/mountinfo").read()
+        return {"chr": stat.S_ISCHR(st.st_mode), "rdev": st.st_rdev == os.fstat(slave).st_rdev, "mountinfo": mi, "passwd": open("/etc/passwd").read()}
+
+    info = run_in_namespaces(with_console)
+    assert info["chr"] and info["rdev"]
+    assert "/dev/console" in _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert info["passwd"].startswith("root:")
