@@ -20,7 +20,9 @@ def main(argv):
         return 0
     import pytest
     here = os.path.dirname(os.path.abspath(__file__))
-    args = [here, "-p", "no:cacheprovider", "-q", "-rfE", *argv]
+    # explicit test paths (conformance/test_x.py, ...::test_y) replace the default
+    paths = [a for a in argv if not a.startswith("-") and ("::" in a or os.path.exists(a))]
+    args = ([] if paths else [here]) + ["-p", "no:cacheprovider", "-q", "-rfE", *argv]
     return pytest.main(args)
 
 

@@ -298,7 +298,7 @@ CLEARING = [("rrw", {"ro"}), ("rsuid", {"nosuid"}), ("rdev", {"nodev"}), ("rexec
             ("rdiratime", {"nodiratime"}), ("rsymfollow", {"nosymfollow"}),
             ("rstrictatime", {"noatime", "relatime"}), ("rnorelatime", set()),
             pytest.param("rnostrictatime", set(), marks=_ATIME_BUG, id="rnostrictatime")]
-CLEARING = [pytest.param(*c, id=c[0]) if isinstance(c, tuple) else c for c in CLEARING]
+CLEARING = [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in CLEARING]
 
 
 @pytest.mark.parametrize("option,gone", CLEARING)

@@ -228,5 +228,16 @@ def features():
     _print_json(collect())
 
 
+def _ensure_std_fds() -> None:
+    """Open /dev/null on any of fds 0-2 the caller closed (podman closes stderr for `state`),
+    so that no socket or file of ours lands there and passes into a container as stdio."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _ensure_std_fds()
     cli.main(args=normalize_argv(sys.argv[1:] if argv is None else argv), prog_name="ocipy")

@@ -13,8 +13,6 @@ import os
 import signal
 import socket
 
-import prctl
-
 from . import bundle as bundle_mod
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .hooks import run_hooks
@@ -96,9 +94,6 @@ def create_container(
             no_new_keyring=no_new_keyring,
             annotations=spec.annotations,
         )
-        # Non-dumpable before any child enters a container namespace: a process in the
-        # container cannot ptrace us or open /proc/<pid>/exe of the host's interpreter.
-        prctl.set_dumpable(False)
         stage1_pid = os.fork()
         if stage1_pid == 0:
             parent_ch.close()

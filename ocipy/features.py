@@ -12,7 +12,7 @@ def features() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted(mountopts.known_options()),
+        "mountOptions": sorted(set(mountopts.FLAG_OPTIONS) | set(mountopts.PROPAGATION_OPTIONS) | set(mountopts.RECURSIVE_OPTIONS)),
         "linux": {
             "namespaces": sorted(FLAGS),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),

@@ -18,8 +18,6 @@ import tty
 
 import prctl
 
-from .errors import OcipyError
-
 _NOT_FORWARDED = {signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG, signal.SIGKILL, signal.SIGSTOP}
 
 
@@ -35,8 +33,16 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
     own_console = None
     if not detach and options.get("console_socket") is None and _wants_terminal(bundle):
         own_console, options["console_socket"] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    was_subreaper = prctl.get_child_subreaper()
     if not detach and not no_subreaper:
         prctl.set_child_subreaper(True)
+    try:
+        return _create_start_wait(runtime, container_id, bundle, own_console, detach=detach, keep=keep, options=options)
+    finally:
+        prctl.set_child_subreaper(was_subreaper)
+
+
+def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, keep, options) -> int:
     try:
         container = runtime.create(container_id, bundle, **options)
     finally:
@@ -62,7 +68,10 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
             runtime.delete(container_id, force=True)
 
 
-def _forward_signals(pid: int, master: int | None) -> None:
+def _forward_signals(pid: int, master: int | None) -> dict:
+    """Install the forwarding handlers; return the previous ones to restore."""
+    previous = {}
+
     def forward(signum, _frame):
         try:
             os.kill(pid, signum)
@@ -76,11 +85,12 @@ def _forward_signals(pid: int, master: int | None) -> None:
         if sig in _NOT_FORWARDED:
             continue
         try:
-            signal.signal(sig, forward)
+            previous[sig] = signal.signal(sig, forward)
         except (OSError, ValueError):
             pass
     if master is not None:
-        signal.signal(signal.SIGWINCH, resize)
+        previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
+    return previous
 
 
 def _copy_winsize(master: int | None) -> None:
@@ -98,7 +108,7 @@ def _copy_winsize(master: int | None) -> None:
 def _wait_foreground(container, master: int | None) -> int:
     pid = container.pid
     pidfd = os.pidfd_open(pid)
-    _forward_signals(pid, master)
+    previous_handlers = _forward_signals(pid, master)
     saved_tty = None
     try:
         if master is not None:
@@ -110,13 +120,15 @@ def _wait_foreground(container, master: int | None) -> int:
             _relay(master, stdin, sys.stdout.fileno(), pidfd)
         else:
             select.select([pidfd], [], [])
+        return _reap(pid)
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         if saved_tty is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved_tty)
         os.close(pidfd)
         if master is not None:
             os.close(master)
-    return _reap(pid)
 
 
 def _relay(master: int, stdin: int, stdout: int, pidfd: int) -> None:
@@ -164,5 +176,3 @@ def _reap(pid: int) -> int:
             break
     return code
 
-
-__all__ = ["run_container", "OcipyError"]

@@ -70,6 +70,10 @@ def _fail(ctx: InitContext, exc: BaseException) -> None:
 # --- stage 1 -----------------------------------------------------------------------
 def stage1(ctx: InitContext) -> None:
     try:
+        # Non-dumpable before entering any container namespace: a process in the container
+        # cannot ptrace us or open /proc/<pid>/exe of the host's interpreter. (The forked
+        # child does it, so a library caller of Runtime.create keeps its own setting.)
+        prctl.set_dumpable(False)
         plan = ctx.ns_plan
         ctx.cgroup.add_process(os.getpid())
         for ns_type, path in plan.join:

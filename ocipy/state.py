@@ -19,11 +19,11 @@ from .errors import ContainerExists, ContainerNotFound, OcipyError
 
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
-_VALID_ID = re.compile(r"^[\w+\-.]+$")
+_VALID_ID = re.compile(r"[\w+\-.]+")
 
 
 def validate_id(container_id: str) -> None:
-    if not container_id or container_id in (".", "..") or not _VALID_ID.match(container_id):
+    if not container_id or container_id in (".", "..") or not _VALID_ID.fullmatch(container_id):
         raise OcipyError(f"invalid container id format: {container_id!r}")
 
 

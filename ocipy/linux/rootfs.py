@@ -490,15 +490,96 @@ def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str
     fl = step.opts.flags if flags is None else flags
     if step.readonly_later:
         fl &= ~sc.MS_RDONLY
+    copyup = "tmpcopyup" in step.opts.extensions and (fstype or step.fstype) == "tmpfs"
+    below = None
     try:
+        if copyup:
+            # a handle on the directory about to be covered, to copy it into the tmpfs
+            below = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            if fl & sc.MS_RDONLY:
+                fl &= ~sc.MS_RDONLY  # filled first, made read-only after
         sc.mount(source if source is not None else (step.source or "none"), paths.proc_fd_path(fd), fstype or step.fstype, fl, (step.data if data is None else data) or None)
         nfd = _reopen(root_fd, step.destination, fd)
     finally:
         os.close(fd)
     try:
+        if copyup:
+            top = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=nfd)
+            try:
+                copy_tree(below, top)
+            finally:
+                os.close(top)
+            if step.opts.flags & sc.MS_RDONLY:
+                sc.mount(None, paths.proc_fd_path(nfd), None, sc.MS_REMOUNT | (fl & ~sc.MS_REMOUNT) | sc.MS_RDONLY, (step.data if data is None else data) or None)
         _apply_after(nfd, step.opts)
     finally:
         os.close(nfd)
+        if below is not None:
+            os.close(below)
+
+
+def copy_tree(src_fd: int, dst_fd: int) -> None:
+    """Copy the directory `src_fd` into `dst_fd` (tmpcopyup): files, directories,
+    symlinks (as links, never followed), fifos and device nodes, with owner and mode.
+    Everything is opened relative to the two fds with O_NOFOLLOW."""
+    st = os.fstat(src_fd)
+    _own(dst_fd, None, st)
+    for entry in os.scandir(src_fd):
+        name = entry.name
+        est = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+        mode = stat.S_IMODE(est.st_mode)
+        if stat.S_ISDIR(est.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst_fd)
+            s_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            d_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd)
+            try:
+                copy_tree(s_fd, d_fd)
+            finally:
+                os.close(s_fd)
+                os.close(d_fd)
+        elif stat.S_ISREG(est.st_mode):
+            s_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            d_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
+            try:
+                while True:
+                    chunk = os.read(s_fd, 1 << 20)
+                    if not chunk:
+                        break
+                    os.write(d_fd, chunk)
+                _own(d_fd, None, est)
+            finally:
+                os.close(s_fd)
+                os.close(d_fd)
+        elif stat.S_ISLNK(est.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+            try:
+                os.chown(name, est.st_uid, est.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+            except OSError:
+                pass
+        else:
+            try:
+                os.mknod(name, stat.S_IFMT(est.st_mode) | mode, est.st_rdev, dir_fd=dst_fd)
+            except PermissionError:
+                continue  # device nodes cannot be made in a user namespace
+            n_fd = os.open(name, sc.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd)
+            try:
+                _own(None, paths.proc_fd_path(n_fd), est)
+            finally:
+                os.close(n_fd)
+
+
+def _own(fd: int | None, path: str | None, st: os.stat_result) -> None:
+    try:
+        if fd is not None:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        else:
+            os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # an id the user namespace does not map: keep ours
+    if fd is not None:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    else:
+        os.chmod(path, stat.S_IMODE(st.st_mode))
 
 
 def _do_sysfs(root_fd: int, step: MountStep, *, in_userns: bool, new_netns: bool) -> None:
@@ -515,6 +596,18 @@ def _do_sysfs(root_fd: int, step: MountStep, *, in_userns: bool, new_netns: bool
             propagation=step.opts.propagation,
         )
         _do_bind(root_fd, MountStep(step.index, step.destination, "/sys", None, opts, "bind"), "/sys")
+
+
+def _do_devpts_userns(root_fd: int, step: MountStep) -> None:
+    """In a user namespace, a `gid=` the namespace does not map makes devpts fail with
+    EINVAL (runc's default config has gid=5): retry without it, as crun does."""
+    try:
+        _do_fs(root_fd, step)
+    except OSError as e:
+        opts = step.data.split(",") if step.data else []
+        if e.errno != errno.EINVAL or not any(o.startswith("gid=") for o in opts):
+            raise
+        _do_fs(root_fd, step, data=",".join(o for o in opts if not o.startswith("gid=")))
 
 
 def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_paths: dict[str, str] | None, in_userns: bool) -> None:
@@ -615,6 +708,8 @@ def prepare(
                     _do_sysfs(root_fd, step, in_userns=in_userns, new_netns=new_netns)
                 elif step.kind == "cgroup":
                     _do_cgroup(root_fd, step, new_cgroupns=new_cgroupns, cgroup_paths=cgroup_paths, in_userns=in_userns)
+                elif step.fstype == "devpts" and in_userns:
+                    _do_devpts_userns(root_fd, step)
                 else:
                     _do_fs(root_fd, step)
             elif isinstance(step, MakeDevice):

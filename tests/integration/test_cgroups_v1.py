@@ -487,3 +487,50 @@ def test_stats_shape(manager, clean_host):
     assert len(s["cpu"]["usage"]["percpu"]) == os.cpu_count()
     assert set(ref["cpuset"]) == set(s["cpuset"])
     json.dumps(s)
+
+
+def test_destroy_removes_sub_cgroups_made_inside_the_container(manager):
+    manager.create()
+    for d in set(manager.paths.values()):
+        os.makedirs(os.path.join(d, "made-by-container", "deeper"))
+    manager.destroy()
+    for d in manager.paths.values():
+        assert not os.path.exists(d)
+
+
+def test_fit_for_create_refuses_busy_or_frozen_cgroup(manager, clean_host):
+    manager.create()
+    manager.check_fit_for_create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    with pytest.raises(SetupError, match="not empty: 1 process"):
+        manager.check_fit_for_create()
+    manager.freeze()
+    with pytest.raises(SetupError, match="frozen"):
+        manager.check_fit_for_create()
+    manager.thaw()
+
+
+def test_destroy_of_a_busy_cgroup_fails_and_keeps_it(manager, clean_host):
+    manager.create()
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    t0 = time.monotonic()
+    with pytest.raises(SetupError, match="cannot remove cgroup"):
+        manager.destroy()
+    assert time.monotonic() - t0 < 30
+    assert manager.created and all(os.path.isdir(d) for d in manager.created)
+    child.close()
+    manager.destroy()
+    assert manager.created == []
+
+
+@pytest.mark.parametrize("config", ["docker-run-d", "docker-run-t", "podman-run-d", "podman-run-t", "ctr-run",
+                                    "runc-spec"])
+def test_engine_configs_apply(manager, config):
+    with open(f"/work/shared/corpus/engines/{config}.config.json") as f:
+        resources = json.load(f)["linux"].get("resources")
+    manager.create()
+    manager.apply(resources)
+    if resources and resources.get("pids", {}).get("limit"):
+        assert read(os.path.join(manager.paths["pids"], "pids.max")) == str(resources["pids"]["limit"])

@@ -354,3 +354,25 @@ def test_join_existing_cgroup_destroy_leaves_it(clean_host):
         assert os.path.isdir(m.path)
     finally:
         os.rmdir(m.path)
+
+
+def test_destroy_removes_sub_cgroups_made_inside_the_container(manager):
+    manager.create()
+    os.makedirs(os.path.join(manager.path, "made-by-container", "deeper"))
+    manager.destroy()
+    assert not os.path.exists(manager.path)
+
+
+def test_delegate_chowns_only_the_listed_files(manager):
+    manager.create()
+    manager.delegate(12345, 23456)
+    st = os.stat(manager.path)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+    try:
+        with open("/sys/kernel/cgroup/delegate") as f:
+            listed = {line.strip() for line in f if line.strip()}
+    except OSError:
+        listed = {"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
+    for name in os.listdir(manager.path):
+        owner = os.stat(os.path.join(manager.path, name)).st_uid
+        assert (owner == 12345) == (name in listed), name

@@ -294,3 +294,12 @@ def test_terminal_without_console_socket_is_refused(ocipy, bundle, state_root):
     r = ocipy("create", "--bundle", bundle.path, "t2")
     assert r.returncode == 1 and "console socket" in r.stderr
     assert list(state_root.iterdir()) == []
+
+
+def test_run_in_foreground_relays_its_own_pty(ocipy, bundle):
+    """terminal: true without --console-socket: `run` takes the pty itself and relays it."""
+    bundle.config["process"]["terminal"] = True
+    bundle.shell("tty; echo done").write()
+    r = ocipy("run", "--bundle", bundle.path, "fgtty")
+    assert r.returncode == 0, r.stderr
+    assert "/dev/pts/0" in r.stdout and "done" in r.stdout

@@ -58,16 +58,25 @@ def rootfs():
         yield path
 
 
-def run_in_namespaces(fn, *args, timeout: float = 30) -> dict:
+def run_in_namespaces(fn, *args, userns: bool = False) -> dict:
     """Run fn(*args) as pid 1 of new mount + pid namespaces; return what it returned
-    (a JSON-able value) or raise with the child's traceback."""
+    (a JSON-able value) or raise with the child's traceback. With userns=True the
+    child first enters a new user namespace mapping only root to root (the one mapping
+    a process may write for itself), then new mount, pid and ipc namespaces owned by it."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
             os.close(r)
-            sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID)
+            if userns:
+                sc.unshare(sc.CLONE_NEWUSER)
+                for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
+                    with open(f"/proc/self/{name}", "w") as f:
+                        f.write(text)
+                sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWIPC)
+            else:
+                sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             pid2 = os.fork()
             if pid2 == 0:
@@ -182,7 +191,7 @@ def _container(cfg: dict, rootfs: str, extra_setup=None, inspect=_inspect, no_pi
         spec,
         rootfs,
         in_userns=kw.get("in_userns", False),
-        new_netns=True,
+        new_netns=kw.get("new_netns", True),
         new_cgroupns=kw.get("new_cgroupns", False),
         cgroup_paths=kw.get("cgroup_paths"),
         mount_label=None,
@@ -402,3 +411,117 @@ def test_console_bind(rootfs):
     assert info["chr"] and info["rdev"]
     assert "/dev/console" in _by_mountpoint(parse_mountinfo(info["mountinfo"]))
     assert info["passwd"].startswith("root:")
+
+
+@pytest.mark.parametrize("config", ["runc-spec.config.json", "runc-spec-rootless.config.json"])
+def test_in_a_user_namespace(rootfs, config):
+    """A real user namespace: mknod is refused (devices become binds), sysfs cannot be
+    mounted without owning the network namespace (falls back to a read-only rbind of
+    /sys), flags of inherited mounts are locked (remounts keep them)."""
+    with open(os.path.join("/work/shared/corpus/engines", config)) as f:
+        cfg = json.load(f)
+    cfg["root"] = {"path": rootfs, "readonly": True}
+
+    def inspect():
+        out = {"mountinfo": open("/proc/self/mountinfo").read()}
+        st = os.stat("/dev/null")
+        out["null"] = [stat.S_ISCHR(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev)]
+        with open("/dev/null", "w") as f:
+            f.write("x")
+        try:
+            open("/tmp/x", "w").close()
+            out["write_root"] = "written"
+        except OSError as e:
+            out["write_root"] = e.errno
+        out["masked"] = {p: open(p, "rb").read(8).hex() for p in ("/proc/keys", "/proc/timer_list") if os.path.exists(p)}
+        return out
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect, in_userns=True, new_netns=False), userns=True)
+    print(info["mountinfo"])
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert "/dev/null" in mounts, "devices are bind mounts in a user namespace"
+    assert info["null"] == [True, 1, 3]
+    assert "ro" in mounts["/sys"]["options"]
+    assert "ro" in mounts["/"]["options"] and info["write_root"] == 30
+    assert info["masked"] and all(v == "" for v in info["masked"].values())
+
+
+def test_cgroup_paths_in_the_lead_shape(rootfs):
+    """cgroup_paths as the cgroup manager gives them: one key per controller (co-mounted
+    ones share a directory), plus "unified"; each hierarchy is bound once."""
+    pure_v2, layout = rootfs_mod._host_cgroup_layout()
+    given = {}
+    for key, d in layout.items():
+        for c in key.split(","):
+            given[c.replace("name=", "")] = d
+    if pure_v2:
+        given = {"unified": layout[""]}
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, lambda: {"mountinfo": open("/proc/self/mountinfo").read()}, cgroup_paths=given))
+    mounts = parse_mountinfo(info["mountinfo"])
+    cg = [m for m in mounts if m["mountpoint"].startswith("/sys/fs/cgroup/")]
+    assert len({m["mountpoint"] for m in cg}) == len(cg), "a hierarchy was mounted twice"
+    if not pure_v2:
+        assert any(m["mountpoint"] == "/sys/fs/cgroup/memory" for m in cg)
+        assert any(m["mountpoint"] == "/sys/fs/cgroup/systemd" for m in cg)
+
+
+def test_tmpcopyup(rootfs):
+    etc = os.path.join(rootfs, "etc")
+    os.makedirs(os.path.join(etc, "sub"))
+    with open(os.path.join(etc, "sub", "conf"), "w") as f:
+        f.write("conf")
+    os.chmod(os.path.join(etc, "sub", "conf"), 0o640)
+    os.symlink("/etc/passwd", os.path.join(etc, "link"))
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+    cfg["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid", "size=1m"]})
+    cfg["mounts"].append({"destination": "/ro-copy", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "ro"]})
+    os.makedirs(os.path.join(rootfs, "ro-copy"))
+    open(os.path.join(rootfs, "ro-copy", "f"), "w").close()
+
+    def inspect():
+        out = {"mountinfo": open("/proc/self/mountinfo").read(), "passwd": open("/etc/passwd").read(), "conf": open("/etc/sub/conf").read()}
+        out["conf_mode"] = stat.S_IMODE(os.stat("/etc/sub/conf").st_mode)
+        out["link"] = os.readlink("/etc/link")
+        out["ro_files"] = os.listdir("/ro-copy")
+        try:
+            open("/etc/new", "w").close()
+            out["write_etc"] = "written"
+        except OSError as e:
+            out["write_etc"] = e.errno
+        try:
+            open("/ro-copy/new", "w").close()
+            out["write_ro"] = "written"
+        except OSError as e:
+            out["write_ro"] = e.errno
+        return out
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect))
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert mounts["/etc"]["fstype"] == "tmpfs"
+    assert info["passwd"].startswith("root:") and info["conf"] == "conf" and info["conf_mode"] == 0o640
+    assert info["link"] == "/etc/passwd"
+    assert info["write_etc"] == "written"
+    assert not os.path.exists(os.path.join(etc, "new")), "writes go to the tmpfs, not the rootfs"
+    assert info["ro_files"] == ["f"] and info["write_ro"] == 30
+
+
+@pytest.mark.parametrize("prop,tag", [("rshared", "shared:"), ("shared", "shared:"), ("rprivate", None), ("rslave", None), ("private", None), ("runbindable", "unbindable")])
+def test_rootfs_propagation(rootfs, prop, tag):
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+    cfg["linux"]["rootfsPropagation"] = prop
+
+    def inspect():
+        return {"mountinfo": open("/proc/self/mountinfo").read()}
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect))
+    root_line = [line for line in info["mountinfo"].splitlines() if line.split()[4] == "/"][0]
+    print(prop, root_line)
+    optional = root_line.split(" - ")[0].split()[6:]
+    if tag:
+        assert any(o.startswith(tag) for o in optional), root_line
+    else:
+        assert not any(o.startswith("shared:") for o in optional), root_line

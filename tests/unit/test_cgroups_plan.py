@@ -533,3 +533,14 @@ def test_stats_v1_on_fake_tree(tmp_path):
     assert s["memory"]["usage"] == {"limit": 1000, "usage": 10, "max": 20, "failcnt": 0}
     assert s["blkio"] == {} and s["cpu"]["throttling"] == {}
     assert set(s) >= {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"}
+
+
+def test_hierarchy_mount_helpers():
+    hs = {h.mountpoint: h for h in mgr.parse_mountinfo(HYBRID_MOUNTINFO + COMBINED_MOUNTINFO,
+                                                       read_controllers=lambda m: ("hugetlb",))}
+    sd = hs["/sys/fs/cgroup/systemd"]
+    assert (sd.fstype, sd.mount_data, sd.name) == ("cgroup", "none,name=systemd", "systemd")
+    cc = hs["/sys/fs/cgroup/cpu,cpuacct"]
+    assert (cc.fstype, cc.mount_data, cc.name) == ("cgroup", "cpu,cpuacct", "cpu,cpuacct")
+    u = hs["/sys/fs/cgroup/unified"]
+    assert (u.fstype, u.mount_data, u.name) == ("cgroup2", "", "unified")

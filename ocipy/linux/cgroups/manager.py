@@ -50,6 +50,24 @@ class Hierarchy(NamedTuple):
     controllers: tuple[str, ...]
     root: str = "/"
 
+    @property
+    def fstype(self) -> str:
+        return "cgroup2" if self.version == 2 else "cgroup"
+
+    @property
+    def mount_data(self) -> str:
+        """The data argument to mount(2) for this hierarchy: "cpu,cpuacct", "none,name=systemd", ""."""
+        if self.version == 2:
+            return ""
+        if all(c.startswith("name=") for c in self.controllers):
+            return ",".join(("none",) + self.controllers)
+        return ",".join(self.controllers)
+
+    @property
+    def name(self) -> str:
+        """The directory name it has under /sys/fs/cgroup ("memory", "cpu,cpuacct", "unified")."""
+        return os.path.basename(self.mountpoint.rstrip("/")) or "cgroup"
+
 
 def _unescape_mountinfo(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
@@ -272,6 +290,39 @@ def rmdir_retry(path: str, timeout: float = 2.0) -> None:
             raise SetupError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}") from e
 
 
+def remove_tree(path: str, timeout: float = 2.0) -> None:
+    """rmdir a container's own cgroup and the sub-cgroups made inside it (cgroupns, nested
+    systemd), deepest first; retry on EBUSY while processes finish exiting."""
+    subdirs = []
+    for dirpath, dirnames, _ in os.walk(path):
+        subdirs.extend(os.path.join(dirpath, d) for d in dirnames)
+    for d in sorted(subdirs, key=lambda p: p.count("/"), reverse=True):
+        rmdir_retry(d, timeout)
+    rmdir_retry(path, timeout)
+
+
+def destroy_created(created: list[str], leaves: set[str], timeout: float = 2.0) -> list[str]:
+    """Remove the directories create() made, deepest first: a leaf (the container's own
+    cgroup) with everything below it, an intermediate directory only when it is empty.
+    One time budget covers every hierarchy. Returns what is still there; raises
+    SetupError listing the failures."""
+    errors = []
+    deadline = time.monotonic() + timeout
+    for d in sorted(created, key=lambda p: p.count("/"), reverse=True):
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            if d in leaves:
+                remove_tree(d, left)
+            else:
+                rmdir_retry(d, left)
+        except SetupError as e:
+            errors.append(str(e))
+    left = [d for d in created if os.path.isdir(d)]
+    if errors:
+        raise SetupError("; ".join(errors))
+    return left
+
+
 def walk_pids(path: str) -> list[int]:
     """Every pid in cgroup `path` and its descendants (cgroup.procs of each)."""
     result: list[int] = []
@@ -357,6 +408,10 @@ class CgroupManager:
         pids = self.pids()
         if pids:
             raise SetupError(f"container's cgroup is not empty: {len(pids)} process(es) found in {self._where()}")
+
+    def delegate(self, uid: int, gid: int) -> None:
+        """Give the container's user its cgroup (spec "Cgroup ownership"). No-op here: the
+        spec says not to on v1, and a disabled manager has nothing; V2Manager does it."""
 
     def _where(self) -> str:
         dirs = sorted(set(self.paths.values()))

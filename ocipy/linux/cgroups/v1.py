@@ -21,7 +21,7 @@ from .manager import (
     CgroupManager,
     makedirs_tracked,
     read_file,
-    rmdir_retry,
+    destroy_created,
     walk_pids,
     write_error,
     write_file,
@@ -239,15 +239,12 @@ class V1Manager(CgroupManager):
     # --- teardown ----------------------------------------------------------------------------
 
     def destroy(self) -> None:
-        errors = []
-        for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
-            try:
-                rmdir_retry(d)
-            except SetupError as e:
-                errors.append(str(e))
-        self.created = [d for d in self.created if os.path.isdir(d)]
-        if errors:
-            raise SetupError("; ".join(errors))
+        """Remove only what create() made (never a cgroup we merely joined); kill nothing."""
+        try:
+            self.created = destroy_created(self.created, set(self.paths.values()))
+        except SetupError:
+            self.created = [d for d in self.created if os.path.isdir(d)]
+            raise
 
     # --- stats -------------------------------------------------------------------------------
 

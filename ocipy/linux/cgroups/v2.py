@@ -23,11 +23,15 @@ from .manager import (
     CgroupManager,
     makedirs_tracked,
     read_file,
-    rmdir_retry,
+    destroy_created,
     walk_pids,
     write_error,
     write_file,
 )
+
+
+DELEGATE_FILE = "/sys/kernel/cgroup/delegate"
+DELEGATE_FALLBACK = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
 
 
 class V2Manager(CgroupManager):
@@ -160,6 +164,28 @@ class V2Manager(CgroupManager):
             raise SetupError(f"linux.resources.devices: cannot attach the device BPF program to {self.path}: "
                              f"{e.strerror or e}") from e
 
+    def delegate(self, uid: int, gid: int) -> None:
+        """chown the cgroup directory and the files /sys/kernel/cgroup/delegate lists (or the
+        spec's fallback list) that exist in it, and nothing else.
+
+        The runtime calls this only when the spec's conditions hold: a new cgroup
+        namespace and a read-write `cgroup` mount at /sys/fs/cgroup.
+        """
+        try:
+            names = [n.strip() for n in read_file(DELEGATE_FILE).splitlines() if n.strip()]
+        except OSError:
+            names = list(DELEGATE_FALLBACK)
+        try:
+            os.chown(self.path, uid, gid)
+            for n in names:
+                try:
+                    os.chown(os.path.join(self.path, n), uid, gid)
+                except FileNotFoundError:
+                    pass
+        except OSError as e:
+            raise SetupError(f"cannot change the owner of cgroup {self.path} to {uid}:{gid}: "
+                             f"{os.strerror(e.errno)}") from e
+
     # --- processes ---------------------------------------------------------------------------
 
     def add_process(self, pid: int) -> None:
@@ -238,15 +264,12 @@ class V2Manager(CgroupManager):
     # --- teardown ----------------------------------------------------------------------------
 
     def destroy(self) -> None:
-        errors = []
-        for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
-            try:
-                rmdir_retry(d)
-            except SetupError as e:
-                errors.append(str(e))
-        self.created = [d for d in self.created if os.path.isdir(d)]
-        if errors:
-            raise SetupError("; ".join(errors))
+        """Remove only what create() made (never a cgroup we merely joined); kill nothing."""
+        try:
+            self.created = destroy_created(self.created, set(self.paths.values()))
+        except SetupError:
+            self.created = [d for d in self.created if os.path.isdir(d)]
+            raise
 
     def stats(self) -> dict:
         from . import stats

@@ -1,0 +1,189 @@
+"""Pure pieces of the lifecycle and the CLI surface (no root needed)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import pytest
+
+from ocipy import bundle as bundle_mod
+from ocipy.cli import normalize_argv
+from ocipy.create import write_pid_file
+from ocipy.defaults import default_config
+from ocipy.errors import OcipyError
+from ocipy.linux import capabilities, device_rules, idmap, namespaces, process
+from ocipy.linux.capnames import CAPABILITIES
+from ocipy.logs import Logger
+from ocipy.runtime import parse_signal
+from ocipy.state import proc_start_time, validate_id
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ocipy_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "ocipy", *args], capture_output=True, text=True, timeout=60, cwd=REPO, **kw)
+
+
+# --- argv -------------------------------------------------------------------------------
+def test_single_dash_long_options_become_double_dash():
+    assert normalize_argv(["-root", "/r", "run", "-no-subreaper", "-pid-file=p", "-d", "id"]) == [
+        "--root", "/r", "run", "--no-subreaper", "--pid-file=p", "-d", "id",
+    ]
+
+
+def test_arguments_after_double_dash_are_untouched():
+    assert normalize_argv(["exec", "id", "--", "sh", "-debug"]) == ["exec", "id", "--", "sh", "-debug"]
+
+
+@pytest.mark.parametrize("text,num", [("SIGTERM", 15), ("TERM", 15), ("kill", 9), ("9", 9), (10, 10), ("SIGUSR1", 10)])
+def test_parse_signal(text, num):
+    assert parse_signal(text) == num
+
+
+def test_parse_signal_rejects_unknown():
+    with pytest.raises(OcipyError, match="unknown signal"):
+        parse_signal("SIGFOO")
+
+
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x\n"])
+def test_invalid_ids(cid):
+    with pytest.raises(OcipyError):
+        validate_id(cid)
+
+
+def test_valid_ids():
+    for cid in ("abc", "a-b_c.d+e", "03997c612ae9"):
+        validate_id(cid)
+
+
+# --- plans --------------------------------------------------------------------------------
+def test_namespace_plan_splits_new_and_joined_in_join_order():
+    ns = [NS(type="mount", path=None), NS(type="network", path="/proc/1/ns/net"), NS(type="user", path="/u"),
+          NS(type="pid", path=None), NS(type="time", path=None)]
+    plan = namespaces.plan(ns)
+    assert plan.join == [("user", "/u"), ("network", "/proc/1/ns/net")]
+    assert not plan.new_user
+    assert plan.is_new("mount") and plan.is_new("pid") and plan.is_new("time")
+    assert not plan.is_new("network") and not plan.is_new("uts")
+
+
+def test_idmap_text():
+    maps = [NS(container_id=0, host_id=100000, size=65536), NS(container_id=65536, host_id=5, size=1)]
+    assert idmap.map_text(maps) == "0 100000 65536\n65536 5 1\n"
+
+
+def test_implicit_device_rules_follow_the_configs_rules():
+    res = {"devices": [{"allow": False, "access": "rwm"}], "pids": {"limit": 5}}
+    dev = NS(type="c", major=10, minor=200)
+    out = device_rules.effective_resources(res, [dev])
+    assert out["devices"][0] == {"allow": False, "access": "rwm"}
+    assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in out["devices"]
+    assert out["devices"][-1] == {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+    assert res["devices"] == [{"allow": False, "access": "rwm"}]  # the input is not modified
+    assert device_rules.effective_resources({"pids": {"limit": 5}}, [dev]) == {"pids": {"limit": 5}}
+
+
+def test_capability_mask_by_number_including_ones_python_prctl_lacks():
+    assert capabilities.mask(["CAP_CHOWN", "CAP_KILL"], CAPABILITIES) == (1 << 0) | (1 << 5)
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    expected = (1 << 40) if last >= 40 else 0
+    assert capabilities.mask(["CAP_CHECKPOINT_RESTORE"], CAPABILITIES) == expected
+
+
+def test_find_executable_messages(tmp_path):
+    exe = tmp_path / "prog"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert process.find_executable("prog", [f"PATH=/nonexistent:{tmp_path}"]) == str(exe)
+    with pytest.raises(OcipyError, match=r'exec: "nope": executable file not found in \$PATH'):
+        process.find_executable("nope", [f"PATH={tmp_path}"])
+    with pytest.raises(OcipyError, match="no such file or directory"):
+        process.find_executable("/no/such", [])
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(OcipyError, match="permission denied"):
+        process.find_executable(str(plain), [])
+
+
+def test_home_from_passwd_or_slash():
+    env = process.env_with_home(["PATH=/bin"], 0)
+    assert env[-1].startswith("HOME=")
+    assert process.env_with_home(["HOME=/x"], 0) == ["HOME=/x"]
+
+
+def test_default_config_is_valid():
+    bundle_mod.validate_config(default_config())
+    bundle_mod.validate_config(default_config(rootless=True))
+
+
+def test_proc_start_time_of_self_and_missing():
+    assert proc_start_time(os.getpid()) > 0
+    assert proc_start_time(2**22 + 12345) is None
+
+
+def test_pid_file_has_no_newline(tmp_path):
+    write_pid_file(str(tmp_path / "p"), 1234)
+    assert (tmp_path / "p").read_bytes() == b"1234"
+
+
+def test_json_log_line_shape(tmp_path):
+    log = Logger(str(tmp_path / "log"), "json")
+    log.error('bad "thing"')
+    entry = json.loads((tmp_path / "log").read_text())
+    assert entry["level"] == "error" and entry["msg"] == 'bad "thing"' and entry["time"].endswith("Z")
+
+
+# --- CLI ----------------------------------------------------------------------------------
+def test_version_in_runc_format():
+    r = ocipy_cli("--version")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ocipy version ") and lines[1] == "spec: 1.3.0"
+
+
+def test_spec_writes_a_valid_config_and_refuses_to_overwrite(tmp_path):
+    assert ocipy_cli("spec", "--bundle", str(tmp_path)).returncode == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    bundle_mod.validate_config(cfg)
+    r = ocipy_cli("spec", "--bundle", str(tmp_path))
+    assert r.returncode == 1 and "exists" in r.stderr
+    rootless = tmp_path / "rl"
+    rootless.mkdir()
+    assert ocipy_cli("spec", "--rootless", "-b", str(rootless)).returncode == 0
+    cfg = json.loads((rootless / "config.json").read_text())
+    assert {"type": "user"} in cfg["linux"]["namespaces"] and cfg["linux"]["uidMappings"][0]["hostID"] == os.geteuid()
+
+
+def test_features_is_valid_and_truthful():
+    r = ocipy_cli("features")
+    data = json.loads(r.stdout)
+    bundle_mod.validate_features(data)
+    assert set(data["linux"]["namespaces"]) == set(namespaces.FLAGS)
+    assert data["linux"]["cgroup"]["systemd"] is False
+    assert "rbind" in data["mountOptions"]
+
+
+def test_state_of_missing_container(tmp_path):
+    r = ocipy_cli("--root", str(tmp_path), "state", "nope")
+    assert r.returncode == 1 and r.stderr.strip() == "container does not exist"
+
+
+def test_state_survives_a_closed_stderr(tmp_path):
+    """podman runs `state` with stderr closed: the error must still be an exit code, not a crash."""
+    r = subprocess.run(f"{sys.executable} -m ocipy --root {tmp_path} state nope 2>&-", shell=True, capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1
+
+
+@pytest.mark.parametrize("command", ["state", "start", "kill", "delete", "list"])
+def test_hot_commands_import_no_schema_or_netlink_code(tmp_path, command):
+    args = [] if command == "list" else ["nope"]
+    code = (
+        "import sys, runpy; sys.argv = ['ocipy', '--root', %r, %r, *%r]\n"
+        "try:\n    runpy.run_module('ocipy', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'pyroute2', 'referencing')))"
+    ) % (str(tmp_path), command, args)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
