@@ -58,7 +58,9 @@ def compare(path_a, path_b):
         sa = ea["result"] if ea else "-"
         sb = eb["result"] if eb else "-"
         note = ""
-        if sa != sb:
+        if "-" in (sa, sb):
+            note = "not run in " + (na if sa == "-" else nb)
+        elif sa != sb:
             diff += 1
             why = (eb or {}).get("reason") if sb not in ("pass", "-") else (ea or {}).get("reason")
             note = "DIFF " + _clip(why or "", 60)

@@ -68,8 +68,16 @@ def ns_holder():
 
     def start(ns_type, extra=()):
         fork = ["--fork"] if ns_type in ("pid", "time") else []
-        p = subprocess.Popen(["unshare", UNSHARE_FLAG[ns_type], *fork, *extra, "sleep", "60"])
+        p = subprocess.Popen(["unshare", UNSHARE_FLAG[ns_type], *fork, "sleep", "60"])
         procs.append(p)
+        if ns_type == "user":  # write the id maps from outside, as a privileged parent
+            path = f"/proc/{p.pid}/ns/user"
+            deadline = time.monotonic() + 5
+            while os.readlink(path) == host_ns("user") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for f in ("uid_map", "gid_map"):
+                with open(f"/proc/{p.pid}/{f}", "w") as m:
+                    m.write("0 100000 65536\n")
         target = p.pid
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -103,8 +111,7 @@ JOINABLE = ["pid", "network", "ipc", "uts", "mount", "cgroup", "user",
 @pytest.mark.parametrize("ns_type", JOINABLE)
 @requirement("config-linux.md#namespaces", "The runtime MUST place the container process in the namespace associated with that path.")
 def test_join_namespace(oci, ns_holder, ns_type):
-    extra = ["--map-users=0:100000:65536", "--map-groups=0:100000:65536"] if ns_type == "user" else []
-    path = ns_holder(ns_type, extra)
+    path = ns_holder(ns_type)
     want = os.readlink(path)
     b = oci.bundle(["/bin/readlink", f"/proc/self/ns/{NS_FILE[ns_type]}"])
     if ns_type == "user":
@@ -131,8 +138,10 @@ def test_namespace_duplicates(oci):
 
 @requirement("config-linux.md#namespaces", "pid: processes inside the container will only be able to see other processes inside the same container")
 def test_pid_namespace_init(oci):
-    b = oci.bundle().sh("echo $$; ls /proc | grep -c '^[0-9]'")
-    assert oci.run(b).split() == ["1", "2"]
+    b = oci.bundle().sh("echo $$; ls /proc")
+    out = oci.run(b).split()
+    pids = [int(x) for x in out[1:] if x.isdigit()]
+    assert out[0] == "1" and 1 in pids and max(pids) < 10, out
 
 
 @requirement("config-linux.md#namespaces", "network: the container will have its own network stack")
@@ -203,6 +212,7 @@ def test_device(oci, dtype, major, minor, kind):
 
 # config-linux.md#devices: "If a file already exists at path that does not match the
 # requested device, the runtime MUST generate an error."  runc 1.1.5 silently replaces it.
+@runc_deviation("a device path over an existing regular file is replaced instead of failing")
 @requirement("config-linux.md#devices", "If a file already exists at path that does not match the requested device, the runtime MUST generate an error.")
 def test_device_conflicting_file(oci):
     b = oci.bundle()
@@ -241,17 +251,16 @@ def test_default_devices_usable(oci):
 def read_cg(controller, cid, name):
     d = hostcheck.cgroup_dir(controller, cid)
     assert d, f"no {controller} cgroup for {cid}"
+    if not os.path.exists(os.path.join(d, name)):
+        pytest.skip(f"host kernel provides no {controller} file {name}")
     with open(os.path.join(d, name)) as f:
         return f.read().strip()
 
 
 def need_controller_file(controller, name):
-    m = hostcheck.controller_mount(controller)
-    if not m:
+    """Skip unless the host has the controller (the file itself is checked by read_cg)."""
+    if not hostcheck.controller_mount(controller):
         pytest.skip(f"host has no cgroup v1 {controller} hierarchy")
-    if not os.path.exists(os.path.join(m[0], m[1].lstrip("/"), name)) and \
-            not os.path.exists(os.path.join(m[0], name)):
-        pytest.skip(f"host {controller} cgroup has no {name}")
 
 
 @requirement("config-linux.md#cgroups-path", "In the case of a relative path ... the runtime MAY interpret the path relative to a runtime-determined location in the cgroups hierarchy.")
@@ -318,6 +327,8 @@ def test_cgroup_resource(oci, controller, resources, cgfile, expect):
     assert expect in got.splitlines() or got == expect, f"{cgfile}: {got!r}"
 
 
+# config-linux.md#cpu: burst (runtime-spec 1.1.0).  runc 1.1.5 does not write cpu.cfs_burst_us.
+@runc_deviation("cpu.burst is not applied on cgroup v1")
 @requirement("config-linux.md#cpu", "burst (uint64, OPTIONAL) - specifies maximum accumulated cpu time in microseconds")
 def test_cgroup_cpu_burst(oci):
     need_controller_file("cpu", "cpu.cfs_burst_us")
@@ -327,6 +338,8 @@ def test_cgroup_cpu_burst(oci):
     assert read_cg("cpu", b.id, "cpu.cfs_burst_us") == "20000"
 
 
+# config-linux.md#cpu: idle (runtime-spec 1.1.0).  runc 1.1.5 only writes cpu.idle on cgroup v2.
+@runc_deviation("cpu.idle is not applied on cgroup v1")
 @requirement("config-linux.md#cpu", "idle (int64, OPTIONAL) - cgroups are configured with minimum weight, 0: default behavior, 1: SCHED_IDLE.")
 def test_cgroup_cpu_idle(oci):
     need_controller_file("cpu", "cpu.idle")
@@ -377,16 +390,33 @@ def test_cgroup_blkio_throttle(oci, field, cgfile):
     assert f"{major}:{minor} 1048576" in read_cg("blkio", b.id, cgfile).splitlines()
 
 
-@pytest.mark.parametrize("field", ["weight", "leafWeight", "weightDevice"])
-@requirement("config-linux.md#block-io", "weight, leafWeight, weightDevice: per-cgroup / per-device weight")
+def blkio_weight_supported():
+    m = hostcheck.controller_mount("blkio")
+    return bool(m) and any(os.path.exists(os.path.join(m[0], f)) for f in ("blkio.weight", "blkio.bfq.weight"))
+
+
+WEIGHTS = [pytest.param("weight", id="weight",
+                        marks=runc_deviation("blkio weight silently dropped when the host has no weight file")),
+           pytest.param("leafWeight", id="leafWeight"), pytest.param("weightDevice", id="weightDevice")]
+
+
+@pytest.mark.parametrize("field", WEIGHTS)
+@requirement("config-linux.md#block-io", "weight, leafWeight, weightDevice; If the runtime cannot apply a property ... it MUST generate an error")
 def test_cgroup_blkio_weight(oci, field):
-    need_controller_file("blkio", "blkio.weight")  # only with CFQ (or BFQ's blkio.bfq.weight)
+    if not hostcheck.controller_mount("blkio"):
+        pytest.skip("host has no blkio cgroup hierarchy")
     major, minor = host_block_device()
     b = oci.bundle(["/bin/sleep", "30"])
     value = {"weight": 300, "leafWeight": 300,
              "weightDevice": [{"major": major, "minor": minor, "weight": 300}]}[field]
     b.linux["resources"]["blockIO"] = {field: value}
-    oci.create(b)
+    r = oci.create(b, check=False)
+    if not blkio_weight_supported():
+        # runtime.md#create: "If the runtime cannot apply a property as specified in the
+        # configuration, it MUST generate an error"
+        assert not r.ok, f"{field} accepted although the host blkio has no weight files"
+        return
+    assert r.ok, r
     cgfile = {"weight": "blkio.weight", "leafWeight": "blkio.leaf_weight",
               "weightDevice": "blkio.weight_device"}[field]
     assert "300" in read_cg("blkio", b.id, cgfile)
@@ -400,17 +430,13 @@ def hugepage_size():
     return f"{kb // 1024}MB" if kb < 1 << 20 else f"{kb >> 20}GB"
 
 
-# With cgroups hybrid and hugetlb only on cgroup2, runc 1.1.5's v1 manager finds no hugetlb
-# hierarchy and ignores hugepageLimits instead of generating the error that
-# config-linux.md#unified requires ("MUST generate an error when the configuration refers
-# to a cgroup controller that is not present").
+# On a hybrid host hugetlb may exist only on cgroup2: the runtime must then apply the limit
+# there or generate an error (config-linux.md#unified: "MUST generate an error when the
+# configuration refers to a cgroup controller that is not present").
 @requirement("config-linux.md#huge-page-limits", "hugepageLimits ... limit hugetlb usage; MUST generate an error when the controller is not present")
-def test_cgroup_hugepage_limits(oci, request):
+def test_cgroup_hugepage_limits(oci):
     size = hugepage_size()
     v1 = hostcheck.controller_mount("hugetlb")
-    if not v1 and oci.rt.name == "runc":
-        request.node.add_marker(pytest.mark.xfail(
-            reason="runc deviation: hugepageLimits silently ignored when hugetlb is not a v1 hierarchy", strict=True))
     b = oci.bundle(["/bin/sleep", "30"])
     b.linux["resources"]["hugepageLimits"] = [{"pageSize": size, "limit": 4 << 20}]
     r = oci.create(b, check=False)
@@ -428,20 +454,21 @@ def test_cgroup_hugepage_limits(oci, request):
 
 @requirement("config-linux.md#allowed-device-list", "devices: configure the allowed device list (deny by default)")
 def test_cgroup_devices_deny(oci):
-    b = oci.bundle().sh("mknod /tmp/tun c 10 200 2>&1; echo rc=$?")
+    b = oci.bundle().sh("mknod /tmp/loop b 7 0; head -c 1 /tmp/loop 2>&1; echo rc=$?")
     for k in ("bounding", "effective", "permitted"):
         b.process["capabilities"][k].append("CAP_MKNOD")
     out = oci.run(b)
-    assert "rc=0" not in out, out
+    assert "Operation not permitted" in out, out
 
 
 @requirement("config-linux.md#allowed-device-list", "allow (boolean, REQUIRED) whether the entry is allowed or denied; access: r, w, m")
 def test_cgroup_devices_allow(oci):
-    b = oci.bundle().sh("mknod /tmp/tun c 10 200 2>&1; echo rc=$?")
+    b = oci.bundle().sh("mknod /tmp/loop b 7 0; head -c 1 /tmp/loop 2>&1; echo rc=$?")
     for k in ("bounding", "effective", "permitted"):
         b.process["capabilities"][k].append("CAP_MKNOD")
-    b.linux["resources"]["devices"].append({"allow": True, "type": "c", "major": 10, "minor": 200, "access": "m"})
-    assert "rc=0" in oci.run(b)
+    b.linux["resources"]["devices"].append({"allow": True, "type": "b", "major": 7, "minor": 0, "access": "rwm"})
+    out = oci.run(b)
+    assert "Operation not permitted" not in out and "rc=" in out, out
 
 
 @pytest.mark.parametrize("field,controller", [("network", "net_cls"), ("rdma", "rdma")])
@@ -554,12 +581,29 @@ def test_seccomp_invalid_action(oci):
 
 
 # -- rootfsPropagation / maskedPaths / readonlyPaths ----------------------------------------
-PROPAGATION = [("shared", "shared:"), ("slave", "master:"), ("private", None), ("unbindable", "unbindable")]
+@pytest.fixture
+def shared_host_mount(oci):
+    """Make the test's temp dir a shared mount on the host, so propagation is observable."""
+    subprocess.run(["mount", "--bind", oci.tmp, oci.tmp], check=True, timeout=10)
+    subprocess.run(["mount", "--make-shared", oci.tmp], check=True, timeout=10)
+    yield oci.tmp
+    subprocess.run(["umount", "-l", oci.tmp], timeout=10)
 
 
-@pytest.mark.parametrize("value,tag", PROPAGATION, ids=[p[0] for p in PROPAGATION])
+# runc 1.1.5 makes the rootfs bind mount private (rootfsParentMountPrivate picks the rootfs
+# mount itself as "parent"), so `shared` and `slave` never show; `unbindable` makes its
+# own bind of the rootfs fail with EINVAL.
+_PROPAGATION_BUG = runc_deviation("rootfs mount ends up private whatever rootfsPropagation says")
+PROPAGATION = [pytest.param("shared", "shared:", marks=_PROPAGATION_BUG, id="shared"),
+               pytest.param("slave", "master:", marks=_PROPAGATION_BUG, id="slave"),
+               pytest.param("private", None, id="private"),
+               pytest.param("unbindable", "unbindable", id="unbindable",
+                            marks=runc_deviation("rootfsPropagation unbindable makes create fail (EINVAL)"))]
+
+
+@pytest.mark.parametrize("value,tag", PROPAGATION)
 @requirement("config-linux.md#rootfs-mount-propagation", "rootfsPropagation sets the rootfs's mount propagation: shared, slave, private or unbindable")
-def test_rootfs_propagation(oci, value, tag):
+def test_rootfs_propagation(oci, shared_host_mount, value, tag):
     b = oci.bundle(["/bin/cat", "/proc/self/mountinfo"])
     b.linux["rootfsPropagation"] = value
     root = [line for line in oci.run(b).splitlines() if line.split()[4] == "/"]
@@ -590,7 +634,7 @@ def test_readonly_paths(oci):
                         "cat /ro-dir/old; echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo c=$?")
     os.makedirs(os.path.join(b.rootfs, "ro-dir"))
     with open(os.path.join(b.rootfs, "ro-dir", "old"), "w") as f:
-        f.write("readable")
+        f.write("readable\n")
     open(os.path.join(b.rootfs, "ro-file"), "w").close()
     b.linux["readonlyPaths"] += ["/ro-dir", "/ro-file"]
     out = oci.run(b).split()
@@ -654,8 +698,11 @@ def test_memory_policy(oci):
 def dummy_link():
     name = "ocf" + uuid.uuid4().hex[:8]
     r = subprocess.run(["ip", "link", "add", name, "type", "dummy"], capture_output=True, timeout=10)
+    if r.returncode:  # no dummy driver: one end of a veth pair will do
+        r = subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                           capture_output=True, timeout=10)
     if r.returncode:
-        pytest.skip(f"cannot create a dummy network interface: {r.stderr.decode().strip()}")
+        pytest.skip(f"cannot create a network interface: {r.stderr.decode().strip()}")
     subprocess.run(["ip", "link", "set", name, "address", "02:00:00:0c:f0:01"], timeout=10)
     yield name
     subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=10)

@@ -9,9 +9,30 @@ from .markers import requirement, runc_deviation
 WAIT_READY = "while [ ! -e /out/go ]; do sleep 0.05; done"
 
 
+# The state as runtime.md#state and schema/state-schema.json describe it (written for this
+# suite; Linux: pid is required while created or running).
+STATE_SCHEMA = {
+    "type": "object",
+    "required": ["ociVersion", "id", "status", "bundle"],
+    "properties": {
+        "ociVersion": {"type": "string", "pattern": r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"},
+        "id": {"type": "string", "minLength": 1},
+        "status": {"type": "string", "minLength": 1},
+        "pid": {"type": "integer", "minimum": 0},
+        "bundle": {"type": "string", "pattern": "^/"},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "if": {"properties": {"status": {"enum": ["created", "running"]}}},
+    "then": {"required": ["pid"]},
+}
+
+
 def check_state_shape(st, b):
     """runtime.md#state + schema/state-schema.json (required fields and types)."""
     assert isinstance(st, dict), st
+    import jsonschema
+    errors = [e.message for e in jsonschema.Draft202012Validator(STATE_SCHEMA).iter_errors(st)]
+    assert not errors, f"state does not match the state schema: {errors}"
     for key in ("ociVersion", "id", "status", "bundle"):
         assert key in st, f"state lacks required {key!r}: {st}"
     assert isinstance(st["ociVersion"], str) and st["ociVersion"]

@@ -225,6 +225,7 @@ def _send_seccomp_notify(spec, state: ContainerState, fd: int) -> None:
     from .linux import seccomp
 
     try:
-        seccomp.send_to_listener(spec.linux.seccomp.get("listenerPath"), fd, state.oci_state(), spec.linux.seccomp.get("listenerMetadata", ""))
+        # The container is still being created: the listener gets the state as hooks do.
+        seccomp.send_to_listener(spec.linux.seccomp.get("listenerPath"), fd, state.hook_state("creating"), spec.linux.seccomp.get("listenerMetadata", ""))
     finally:
         os.close(fd)

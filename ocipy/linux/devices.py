@@ -31,6 +31,7 @@ class DeviceNode:
     uid: int = 0
     gid: int = 0
     bind_from_host: bool = False  # user namespace: bind the host's node onto an empty file
+    strict: bool = False  # linux.devices entry: an existing, different file is an error
 
     @property
     def st_type(self) -> int:
@@ -100,6 +101,7 @@ def plan_devices(linux, *, in_userns: bool = False) -> list[DeviceNode]:
                 uid=int(_get(d, "uid") or 0),
                 gid=int(_get(d, "gid") or 0),
                 bind_from_host=in_userns,
+                strict=True,
             )
         )
         if dtype != "p" and (_get(d, "major") is None or _get(d, "minor") is None):
@@ -135,6 +137,8 @@ def create_device(root_fd: int, node: DeviceNode) -> None:
 
 
 def _bind_device(pfd: int, name: str, node: DeviceNode) -> None:
+    if node.strict:
+        _refuse_conflict(pfd, name, node, also_ok=stat.S_ISREG)
     host = os.open(node.path, sc.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         if not _matches(os.fstat(host), node):
@@ -146,6 +150,23 @@ def _bind_device(pfd: int, name: str, node: DeviceNode) -> None:
             os.close(fd)
     finally:
         os.close(host)
+
+
+def _conflict(node: DeviceNode) -> OSError:
+    what = "fifo" if node.type == "p" else f"{node.type} {node.major}:{node.minor} device"
+    return OSError(errno.EEXIST, f"{node.path} already exists and is not the requested {what}")
+
+
+def _refuse_conflict(pfd: int, name: str, node: DeviceNode, also_ok=None) -> None:
+    """config-linux.md#devices: a file already at the path that does not match the
+    requested device is an error (a symlink included: it is never followed)."""
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if _matches(st, node) or (also_ok is not None and also_ok(st.st_mode) and st.st_size == 0):
+        return
+    raise _conflict(node)
 
 
 def _mknod_device(pfd: int, name: str, node: DeviceNode) -> None:
@@ -167,6 +188,8 @@ def _mknod_device(pfd: int, name: str, node: DeviceNode) -> None:
                 return
             if stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.EISDIR, f"{node.path} is a directory in the rootfs")
+            if node.strict:
+                raise _conflict(node)
         finally:
             os.close(fd)
         # a symlink, a regular file or another device: remove the entry itself

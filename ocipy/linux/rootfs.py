@@ -93,11 +93,6 @@ class MakeSymlink:
     link: devices.DevSymlink
 
 
-@dataclass
-class Plan:
-    steps: list = field(default_factory=list)
-
-
 def _get(obj, name, default=None):
     if obj is None:
         return default
@@ -142,7 +137,12 @@ def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None 
     """Ordered steps of prepare(). Pure: reads neither the disk nor the kernel
     (a relative bind source is made absolute against `bundle`, default the cwd)."""
     linux = _get(spec, "linux")
-    steps: list = [SetRootPropagation(propagation_flags(_get(linux, "rootfs_propagation"))), BindRootfs(rootfs)]
+    root_prop = propagation_flags(_get(linux, "rootfs_propagation"))
+    if root_prop & sc.MS_UNBINDABLE:
+        # an unbindable "/" could not be bind-mounted onto itself: stay rslave until
+        # finish() applies "unbindable" to the new root
+        root_prop = sc.MS_SLAVE | sc.MS_REC
+    steps: list = [SetRootPropagation(root_prop), BindRootfs(rootfs)]
     mounts = _get(spec, "mounts") or []
     devpts = False
     dev_ro = None
@@ -173,7 +173,10 @@ def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None 
             raise ValueError(f"mount {i} ({dest}): no type and not a bind mount")
         else:
             kind = "fs"
-        check_proc_destination(dest, kind)
+        try:
+            check_proc_destination(dest, kind)
+        except ValueError as e:
+            raise ValueError(f"mount {i} ({dest}): {e}") from None
         if opts.idmap or _get(m, "uid_mappings") or _get(m, "gid_mappings"):
             raise ValueError(f"mount {i} ({dest}): idmapped mounts are not supported by ocipy yet")
         data = opts.data
@@ -375,6 +378,19 @@ def _make_parent_private(rootfs: str) -> None:
         sc.mount(None, parent["mountpoint"], None, sc.MS_PRIVATE)
 
 
+def _unshare_rootfs_mount(rootfs: str) -> None:
+    """pivot_root(".", ".") refuses a shared new root: make the rootfs bind private
+    when (and only when) it is shared, so that with rootfsPropagation "slave" (and the
+    rslave default) the new root stays a slave of the host's mount."""
+    real = os.path.realpath(rootfs)
+    top = None
+    for m in _read_mountinfo():
+        if m["mountpoint"] == real:
+            top = m
+    if top is None or any(o.startswith("shared:") for o in top["optional"]):
+        sc.mount(None, rootfs, None, sc.MS_PRIVATE)
+
+
 def _remount_bind(fd: int, opts: MountOptions, what: str, extra: int = 0) -> None:
     """Apply the per-mount flags of a bind mount: mount(2) ignores them on MS_BIND, a
     MS_REMOUNT|MS_BIND does it. If the kernel refuses (a user namespace locks the
@@ -500,6 +516,10 @@ def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str
                 fl &= ~sc.MS_RDONLY  # filled first, made read-only after
         sc.mount(source if source is not None else (step.source or "none"), paths.proc_fd_path(fd), fstype or step.fstype, fl, (step.data if data is None else data) or None)
         nfd = _reopen(root_fd, step.destination, fd)
+    except BaseException:
+        if below is not None:
+            os.close(below)
+        raise
     finally:
         os.close(fd)
     try:
@@ -542,10 +562,11 @@ def copy_tree(src_fd: int, dst_fd: int) -> None:
             d_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
             try:
                 while True:
-                    chunk = os.read(s_fd, 1 << 20)
+                    chunk = memoryview(os.read(s_fd, 1 << 20))
                     if not chunk:
                         break
-                    os.write(d_fd, chunk)
+                    while chunk:
+                        chunk = chunk[os.write(d_fd, chunk):]
                 _own(d_fd, None, est)
             finally:
                 os.close(s_fd)
@@ -658,6 +679,12 @@ def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_path
             os.close(fd)
 
 
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
+
+
 def _describe(step) -> str:
     if isinstance(step, MountStep):
         return f"mount {step.index} ({step.destination})"
@@ -699,7 +726,7 @@ def prepare(
             elif isinstance(step, BindRootfs):
                 _make_parent_private(rootfs)
                 sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
-                sc.mount(None, rootfs, None, sc.MS_PRIVATE)
+                _unshare_rootfs_mount(rootfs)
                 root_fd = paths.open_root(rootfs)
             elif isinstance(step, MountStep):
                 if step.kind == "bind":
@@ -726,8 +753,7 @@ def prepare(
         except (OSError, ValueError) as e:
             if root_fd is not None:
                 os.close(root_fd)
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise SetupError(f"{_describe(step)}: {why}") from e
+            raise SetupError(f"{_describe(step)}: {_why(e)}") from e
     if root_fd is not None:
         os.close(root_fd)
 
@@ -737,7 +763,7 @@ def bind_console(rootfs: str, slave_fd: int) -> None:
     try:
         devices.bind_console(root_fd, slave_fd)
     except OSError as e:
-        raise SetupError(f"console /dev/console: {e.strerror or e}") from e
+        raise SetupError(f"console /dev/console: {_why(e)}") from e
     finally:
         os.close(root_fd)
 
@@ -775,7 +801,7 @@ def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
             os.close(new)
         os.chdir("/")
     except OSError as e:
-        raise SetupError(f"pivot_root {rootfs}: {e.strerror or e}") from e
+        raise SetupError(f"pivot_root {rootfs}: {_why(e)}") from e
 
 
 # --- after pivot ------------------------------------------------------------------------
@@ -891,7 +917,7 @@ def finish(spec) -> None:
             except OSError as e:
                 what = {MaskPath: "masked path", ReadonlyPath: "readonly path"}.get(type(step))
                 name = f"{what} {step.path}" if what else ("read-only root" if isinstance(step, RootReadonly) else "propagation of /")
-                raise SetupError(f"{name}: {e.strerror or e}") from e
+                raise SetupError(f"{name}: {_why(e)}") from e
     finally:
         for fd in null_box:
             os.close(fd)

@@ -7,6 +7,10 @@ Public API
 - `build_filter(seccomp)`    -> a `pyseccomp.SyscallFilter`, not loaded.
 - `load(seccomp)`            -> builds and loads into the calling process; returns the
                                 notify fd when a rule uses SCMP_ACT_NOTIFY, else None.
+- `prepare(seccomp)` + `load_prepared(prepared)` -> the same in two steps: prepare
+                                before pivot_root (needs libseccomp and the stdlib on
+                                disk), load_prepared after (opens no file).
+- `program(seccomp)`         -> the exact BPF bytes `load` installs (stub + libseccomp).
 - `send_to_listener(path, fd, state, metadata)` -> sends the container process state
                                 and the notify fd (SCM_RIGHTS) to `listenerPath`.
 - `supported_features()`     -> the `linux.seccomp` object of `ocipy features`.
@@ -30,18 +34,24 @@ Behaviour follows runc (libcontainer/seccomp), studied, not copied:
   CAP_SYS_ADMIN, so load before dropping it in that case.
 - SCMP_ACT_NOTIFY is refused as the default action and on `write`, like runc
   (the process could never report its notify fd).
-- Flags: SECCOMP_FILTER_FLAG_TSYNC, _LOG and _SPEC_ALLOW map to libseccomp filter
-  attributes; _WAIT_KILLABLE_RECV needs libseccomp >= 2.6 (SCMP_FLTATR_CTL_WAITKILL).
-  A flag that libseccomp or the kernel cannot set fails the build with a clear
-  error; `supported_features()["supportedFlags"]` lists what can be set here.
-- Not done: runc's "patchbpf" ENOSYS stub for syscalls newer than the profile
-  (those get the default action, usually EPERM, instead of ENOSYS).
+- Flags go straight to seccomp(2) (load() installs the program itself, as runc
+  does), so all four spec flags work when the kernel knows them, even
+  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV with libseccomp 2.5 (kernel >= 6.0; it is
+  only passed along with a notify listener, the kernel refuses it otherwise).
+  TSYNC with a listener adds SECCOMP_FILTER_FLAG_TSYNC_ESRCH.  A flag the kernel
+  does not know fails the build with a clear error; `supportedFlags` lists the
+  ones this kernel knows.
+- ENOSYS stub (runc's patchbpf idea, written here from scratch): when the default
+  action denies, syscalls numbered above the largest one the profile names get
+  ENOSYS instead of the default errno, so libc fallbacks keep working (see
+  `enosys_stub`).  Unlike runc, the native arch is stubbed even when
+  `architectures` is empty.
 
-What pyseccomp lacks and is done with ctypes here (libseccomp.so.2 directly):
-seccomp_notify_fd, seccomp_notify_receive/respond/alloc/free, seccomp_arch_resolve_name,
-seccomp_syscall_resolve_name, seccomp_version.  seccomp_notify_fd needs the filter
-context, read from the SyscallFilter's `_filter` attribute (pyseccomp keeps no public
-accessor for it).
+What pyseccomp lacks and is done with ctypes here: from libseccomp.so.2,
+seccomp_notify_receive/respond/alloc/free, seccomp_arch_resolve_name,
+seccomp_syscall_resolve_name(_arch), seccomp_arch_native, seccomp_version; from
+libc, seccomp(2) through syscalls.seccomp_set_mode_filter (the one ctypes layer to
+the kernel) to load the patched program with our own flags and get the notify fd.
 
 pyseccomp and ctypes are imported only inside functions, so importing this module
 costs nothing for commands that never touch seccomp.
@@ -120,14 +130,16 @@ ARCHITECTURES = (
     "SCMP_ARCH_SHEB",
 )
 
-# flag name -> enum scmp_filter_attr value that sets it
-_FLAG_ATTRS = {
-    "SECCOMP_FILTER_FLAG_TSYNC": 4,  # SCMP_FLTATR_CTL_TSYNC
-    "SECCOMP_FILTER_FLAG_LOG": 6,  # SCMP_FLTATR_CTL_LOG
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7,  # SCMP_FLTATR_CTL_SSB
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 10,  # SCMP_FLTATR_CTL_WAITKILL (>= 2.6)
+# flag name -> (seccomp(2) flag bit, enum scmp_filter_attr value that sets it)
+_FLAG_BITS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": (1 << 0, 4),  # SCMP_FLTATR_CTL_TSYNC
+    "SECCOMP_FILTER_FLAG_LOG": (1 << 1, 6),  # SCMP_FLTATR_CTL_LOG
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (1 << 2, 7),  # SCMP_FLTATR_CTL_SSB
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (1 << 5, 10),  # SCMP_FLTATR_CTL_WAITKILL (libseccomp >= 2.6)
 }
-FLAGS = tuple(_FLAG_ATTRS)
+FLAGS = tuple(_FLAG_BITS)
+_FLAG_NEW_LISTENER = 1 << 3
+_FLAG_TSYNC_ESRCH = 1 << 4
 
 _ATTR_CTL_NNP = 3
 _ATTR_CTL_OPTIMIZE = 8
@@ -136,7 +148,6 @@ _ATTR_API_SYSRAWRC = 9
 _NR_SCMP_ERROR = -1  # __NR_SCMP_ERROR: name unknown to libseccomp
 _MAX_ARGS = 6
 _U64 = (1 << 64) - 1
-_NOTIFY_MIN_API = 6  # libseccomp API level with working notify (>= 2.5.0, Linux >= 5.7)
 _OPTIMIZE_OVER = 32  # binary-tree optimisation for filters with more syscalls than this
 
 OCI_VERSION = "1.3.0"
@@ -150,6 +161,20 @@ def _is_uint(value, top: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top
 
 
+def _known(name, names) -> bool:
+    return isinstance(name, str) and name in names
+
+
+def _array(container: dict, key: str, path: str, out: list[str]) -> list:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        out.append(f"{path}/{key}: must be an array")
+        return []
+    return value
+
+
 def _problems(seccomp, base: str, for_build: bool) -> list[str]:
     out: list[str] = []
     if not isinstance(seccomp, dict):
@@ -158,7 +183,7 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
     default = seccomp.get("defaultAction")
     if default is None:
         out.append(f"{base}/defaultAction: is required")
-    elif default not in ACTIONS:
+    elif not _known(default, ACTIONS):
         out.append(f'{base}/defaultAction: "{default}" is not a seccomp action')
     elif default == "SCMP_ACT_NOTIFY":
         out.append(f"{base}/defaultAction: SCMP_ACT_NOTIFY cannot be used as default action")
@@ -166,35 +191,24 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
         ret = seccomp["defaultErrnoRet"]
         if not _is_uint(ret, 0xFFFF):
             out.append(f"{base}/defaultErrnoRet: {ret!r} is not an errno value (0-65535)")
-        elif default in ACTIONS and default not in _ACTIONS_WITH_ERRNO:
+        elif _known(default, ACTIONS) and default not in _ACTIONS_WITH_ERRNO:
             out.append(
                 f'{base}/defaultErrnoRet: errnoRet is only valid with SCMP_ACT_ERRNO '
                 f'and SCMP_ACT_TRACE, not "{default}"'
             )
 
-    archs = seccomp.get("architectures") or []
-    if not isinstance(archs, list):
-        out.append(f"{base}/architectures: must be an array")
-        archs = []
-    for i, arch in enumerate(archs):
-        if arch not in ARCHITECTURES:
+    for i, arch in enumerate(_array(seccomp, "architectures", base, out)):
+        if not _known(arch, ARCHITECTURES):
             out.append(f'{base}/architectures/{i}: "{arch}" is not a seccomp architecture')
 
-    flags = seccomp.get("flags") or []
-    if not isinstance(flags, list):
-        out.append(f"{base}/flags: must be an array")
-        flags = []
-    for i, flag in enumerate(flags):
-        if flag not in _FLAG_ATTRS:
+    for i, flag in enumerate(_array(seccomp, "flags", base, out)):
+        if not _known(flag, _FLAG_BITS):
             out.append(f'{base}/flags/{i}: "{flag}" is not a seccomp flag')
 
     if seccomp.get("listenerMetadata") and not seccomp.get("listenerPath"):
         out.append(f"{base}/listenerMetadata: must not be set when listenerPath is not set")
 
-    syscalls = seccomp.get("syscalls") or []
-    if not isinstance(syscalls, list):
-        out.append(f"{base}/syscalls: must be an array")
-        syscalls = []
+    syscalls = _array(seccomp, "syscalls", base, out)
     uses_notify = False
     for i, call in enumerate(syscalls):
         p = f"{base}/syscalls/{i}"
@@ -203,7 +217,7 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
             continue
         names = call.get("names")
         if not isinstance(names, list) or not names:
-            out.append(f"{p}/names: must contain at least one syscall name")
+            out.append(f"{p}/names: must be an array of at least one syscall name")
             names = []
         for j, name in enumerate(names):
             if not isinstance(name, str) or not name:
@@ -211,7 +225,7 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
         action = call.get("action")
         if action is None:
             out.append(f"{p}/action: is required")
-        elif action not in ACTIONS:
+        elif not _known(action, ACTIONS):
             out.append(f'{p}/action: "{action}" is not a seccomp action')
         elif action == "SCMP_ACT_NOTIFY":
             uses_notify = True
@@ -221,16 +235,12 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
             ret = call["errnoRet"]
             if not _is_uint(ret, 0xFFFF):
                 out.append(f"{p}/errnoRet: {ret!r} is not an errno value (0-65535)")
-            elif action in ACTIONS and action not in _ACTIONS_WITH_ERRNO:
+            elif _known(action, ACTIONS) and action not in _ACTIONS_WITH_ERRNO:
                 out.append(
                     f"{p}/errnoRet: errnoRet is only valid with SCMP_ACT_ERRNO "
                     f'and SCMP_ACT_TRACE, not "{action}"'
                 )
-        args = call.get("args") or []
-        if not isinstance(args, list):
-            out.append(f"{p}/args: must be an array")
-            args = []
-        for k, arg in enumerate(args):
+        for k, arg in enumerate(_array(call, "args", p, out)):
             q = f"{p}/args/{k}"
             if not isinstance(arg, dict):
                 out.append(f"{q}: must be an object")
@@ -239,7 +249,7 @@ def _problems(seccomp, base: str, for_build: bool) -> list[str]:
             if not _is_uint(index, _MAX_ARGS - 1):
                 out.append(f"{q}/index: {index!r} is not a syscall argument index (0-5)")
             op = arg.get("op")
-            if op not in OPERATORS:
+            if not _known(op, OPERATORS):
                 out.append(f'{q}/op: "{op}" is not a seccomp operator')
             if not _is_uint(arg.get("value"), _U64):
                 out.append(f"{q}/value: {arg.get('value')!r} is not a uint64")
@@ -306,10 +316,12 @@ def _libseccomp():
     lib.seccomp_api_get.restype = ctypes.c_uint
     lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
+    lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
+    lib.seccomp_arch_native.argtypes = ()
+    lib.seccomp_arch_native.restype = ctypes.c_uint32
     lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
-    lib.seccomp_notify_fd.argtypes = (ctypes.c_void_p,)
-    lib.seccomp_notify_fd.restype = ctypes.c_int
     lib.seccomp_notify_alloc.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
     lib.seccomp_notify_alloc.restype = ctypes.c_int
     lib.seccomp_notify_free.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
@@ -364,7 +376,7 @@ def _build(seccomp: dict):
     if problems:
         raise ConfigError("; ".join(problems))
     ps = _pyseccomp()
-    lib = _libseccomp()
+    _libseccomp()  # fail early and clearly when libseccomp is missing
 
     default = action_value(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"))
     try:
@@ -372,23 +384,20 @@ def _build(seccomp: dict):
     except OSError as exc:
         raise SetupError(f"seccomp: error creating filter: {exc}") from None
 
-    def set_attr(attr: int, value: int) -> None:
-        flt.set_attr(attr, value)
-
     try:
-        set_attr(_ATTR_CTL_NNP, 0)  # no_new_privs is the caller's business
+        flt.set_attr(_ATTR_CTL_NNP, 0)  # no_new_privs is the caller's business
     except OSError as exc:
         raise SetupError(f"seccomp: error unsetting no new privileges: {exc}") from None
     try:
-        set_attr(_ATTR_API_SYSRAWRC, 1)  # report the kernel's errno from seccomp_load
+        flt.set_attr(_ATTR_API_SYSRAWRC, 1)  # report the kernel's errno from seccomp_load
     except OSError:
         pass
 
-    for arch in seccomp.get("architectures") or []:
+    for i, arch in enumerate(seccomp.get("architectures") or []):
         token = _arch_token(arch)
         if token == 0:
             raise ConfigError(
-                f'/linux/seccomp/architectures: "{arch}" is not supported by '
+                f'/linux/seccomp/architectures/{i}: "{arch}" is not supported by '
                 f"libseccomp {libseccomp_version()}"
             )
         try:
@@ -398,18 +407,20 @@ def _build(seccomp: dict):
                 raise SetupError(f"seccomp: error adding architecture {arch}: {exc}") from None
 
     for flag in seccomp.get("flags") or []:
+        if not _kernel_has_flag(flag):
+            raise SetupError(f"seccomp flag {flag} is not supported by this kernel")
         try:
-            set_attr(_FLAG_ATTRS[flag], 1)
-        except OSError as exc:
-            raise SetupError(
-                f"seccomp flag {flag} is not supported by this kernel or by "
-                f"libseccomp {libseccomp_version()}: {exc.strerror}"
-            ) from None
+            # Only for whoever loads this object with pyseccomp: load() passes
+            # the flags to seccomp(2) itself, so libseccomp < 2.6 lacking
+            # SCMP_FLTATR_CTL_WAITKILL does not matter there.
+            flt.set_attr(_FLAG_BITS[flag][1], 1)
+        except OSError:
+            pass
 
     syscalls = seccomp.get("syscalls") or []
     if sum(len(c["names"]) for c in syscalls) > _OPTIMIZE_OVER:
         try:
-            set_attr(_ATTR_CTL_OPTIMIZE, 2)  # binary tree; libseccomp <= 2.5.4 breaks with 0 rules
+            flt.set_attr(_ATTR_CTL_OPTIMIZE, 2)  # binary tree; libseccomp <= 2.5.4 breaks with 0 rules
         except OSError:
             pass
 
@@ -435,49 +446,252 @@ def _build(seccomp: dict):
                 try:
                     flt.add_rule(act, nr, *rule)
                 except OSError as exc:
-                    raise SetupError(
-                        f"seccomp: error adding rule for syscall {name}: {exc.strerror}"
-                    ) from None
+                    why = exc.strerror
+                    if exc.errno == 17:  # EEXIST
+                        why = "it conflicts with another rule for the same syscall and arguments"
+                    raise SetupError(f"seccomp: error adding rule for syscall {name}: {why}") from None
             if call["action"] == "SCMP_ACT_NOTIFY":
                 notify_used = True
 
-    if notify_used and lib.seccomp_api_get() < _NOTIFY_MIN_API:
-        raise SetupError(
-            f"seccomp notify unsupported: libseccomp API level {lib.seccomp_api_get()}, "
-            f"need {_NOTIFY_MIN_API} (libseccomp >= 2.5.0 and Linux >= 5.7)"
-        )
+    if notify_used and not _kernel_accepts(_FLAG_NEW_LISTENER):
+        raise SetupError("seccomp notify unsupported: this kernel has no SECCOMP_FILTER_FLAG_NEW_LISTENER (Linux >= 5.0)")
     return flt, notify_used
 
 
 def build_filter(seccomp: dict):
-    """A `pyseccomp.SyscallFilter` for `linux.seccomp`, ready for `.load()`.
+    """A `pyseccomp.SyscallFilter` for `linux.seccomp` (rules, arches, attributes).
 
-    Raises ConfigError for a profile that breaks the spec or names what this
-    libseccomp does not know (architecture), SetupError when libseccomp refuses
-    (flag unsupported by kernel/libseccomp, rule rejected).
+    Use `load()` to install it: that adds the ENOSYS stub, the flags and the
+    notify listener; the object's own `.load()` (libseccomp's) has no stub.
+
+    Raises ConfigError for a profile that breaks the spec or names an architecture
+    this libseccomp does not know; SetupError when the kernel lacks a flag (or
+    notify) or libseccomp refuses a rule (e.g. two conflicting rules).
     """
     return _build(seccomp)[0]
 
 
-def load(seccomp: dict) -> int | None:
-    """Build and load the filter into the calling process (and, with
-    SECCOMP_FILTER_FLAG_TSYNC, all its threads).
+class PreparedFilter:
+    """A filter ready for `load_prepared`: the BPF program and the seccomp(2) flags,
+    computed by `prepare` while libseccomp and the host's files are reachable."""
 
-    Returns the seccomp notify fd (close-on-exec, owned by the caller) when any
-    rule uses SCMP_ACT_NOTIFY, else None.  Every syscall after this is filtered:
-    call it last before execve.
+    __slots__ = ("program", "flags", "notify")
+
+    def __init__(self, program: bytes, flags: int, notify: bool):
+        self.program = program
+        self.flags = flags
+        self.notify = notify
+
+    def __repr__(self) -> str:
+        return f"PreparedFilter({len(self.program) // 8} instructions, flags={self.flags:#x}, notify={self.notify})"
+
+
+def prepare(seccomp: dict) -> PreparedFilter:
+    """Build everything `load_prepared` needs, so that it can run after pivot_root,
+    when neither libseccomp nor Python's standard library can be opened any more.
+
+    The program is libseccomp's (seccomp_export_bpf) with the ENOSYS stub in front
+    (see `enosys_stub`); the flags are the profile's, plus
+    SECCOMP_FILTER_FLAG_NEW_LISTENER when a rule uses SCMP_ACT_NOTIFY.
     """
     flt, notify_used = _build(seccomp)
-    try:
-        flt.load()
-    except OSError as exc:
-        raise SetupError(f"error loading seccomp filter into kernel: {exc.strerror}") from None
-    if not notify_used:
-        return None
-    fd = _libseccomp().seccomp_notify_fd(flt._filter)  # no public accessor in pyseccomp
-    if fd < 0:
-        raise SetupError(f"seccomp: error getting notify fd: {os.strerror(-fd)}")
-    return fd
+    prog = enosys_stub(seccomp) + _export_bpf(flt)
+    flags = 0
+    for flag in seccomp.get("flags") or []:
+        flags |= _FLAG_BITS[flag][0]
+    if notify_used:
+        flags |= _FLAG_NEW_LISTENER
+        if flags & _FLAG_BITS["SECCOMP_FILTER_FLAG_TSYNC"][0]:
+            flags |= _FLAG_TSYNC_ESRCH  # TSYNC and NEW_LISTENER only go together with it
+    else:
+        flags &= ~_FLAG_BITS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][0]  # meaningless without a listener
+    count = len(prog) // 8
+    if count == 0 or count > _BPF_MAXINSNS:
+        raise SetupError(f"seccomp: a filter of {count} instructions cannot be loaded (at most {_BPF_MAXINSNS})")
+    from . import syscalls  # noqa: F401 - import (and load libc) now, not after pivot_root
+    return PreparedFilter(prog, flags, notify_used)
+
+
+def load_prepared(prepared: PreparedFilter) -> int | None:
+    """Install a prepared filter in the calling process (all its threads with
+    SECCOMP_FILTER_FLAG_TSYNC).  Opens no file and imports nothing new.
+
+    Returns the seccomp notify fd (close-on-exec, owned by the caller) when a rule
+    uses SCMP_ACT_NOTIFY, else None.  Every later syscall is filtered: call it as
+    late as possible before execve.  Without no_new_privs the kernel requires
+    CAP_SYS_ADMIN (load before dropping capabilities in that case).
+    """
+    rc = _seccomp_set_filter(prepared.program, prepared.flags)
+    return rc if prepared.notify else None
+
+
+def load(seccomp: dict) -> int | None:
+    """`prepare` + `load_prepared` in one call: build the filter and install it in
+    the calling process.  Returns the notify fd when a rule uses SCMP_ACT_NOTIFY,
+    else None."""
+    return load_prepared(prepare(seccomp))
+
+
+def program(seccomp: dict) -> bytes:
+    """The classic-BPF program `load` would install (struct sock_filter array,
+    host byte order): the ENOSYS stub followed by libseccomp's filter."""
+    return prepare(seccomp).program
+
+
+def _export_bpf(flt) -> bytes:
+    fd = os.memfd_create("ocipy-seccomp-bpf", os.MFD_CLOEXEC)
+    with open(fd, "w+b") as f:
+        try:
+            flt.export_bpf(f)
+        except OSError as exc:
+            raise SetupError(f"seccomp: error exporting BPF from libseccomp: {exc.strerror}") from None
+        f.seek(0)
+        return f.read()
+
+
+# --- seccomp(2) itself (libc via ctypes; pyseccomp has no raw loader) ----------------
+
+_EFAULT = 14
+_BPF_MAXINSNS = 4096
+
+
+def _raw_seccomp(flags: int, program: bytes | None) -> tuple[int, int]:
+    """(return value, errno) of seccomp(SECCOMP_SET_MODE_FILTER, flags, program), via syscalls.py."""
+    from . import syscalls
+
+    return syscalls.seccomp_set_mode_filter(flags, program)
+
+
+_flag_cache: dict[int, bool] = {}
+
+
+def _kernel_accepts(bits: int) -> bool:
+    """Does this kernel accept these seccomp(2) flags?  Probed like libseccomp does:
+    with a NULL program the kernel answers EFAULT once it has accepted the flags,
+    EINVAL if not; nothing is loaded."""
+    if bits not in _flag_cache:
+        rc, err = _raw_seccomp(bits, None)
+        _flag_cache[bits] = rc < 0 and err == _EFAULT
+    return _flag_cache[bits]
+
+
+def _kernel_has_flag(flag: str) -> bool:
+    bits = _FLAG_BITS[flag][0]
+    if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+        bits |= _FLAG_NEW_LISTENER  # the kernel refuses it alone
+    return _kernel_accepts(bits)
+
+
+def _seccomp_set_filter(program: bytes, flags: int) -> int:
+    rc, err = _raw_seccomp(flags, program)
+    if rc < 0:
+        hint = " (needs no_new_privs or CAP_SYS_ADMIN)" if err == 13 else ""  # EACCES
+        raise SetupError(f"error loading seccomp filter into kernel: {os.strerror(err)}{hint}")
+    if rc > 0 and not flags & _FLAG_NEW_LISTENER:
+        # TSYNC without a listener returns the id of a thread it could not synchronise
+        raise SetupError(f"error loading seccomp filter into kernel: thread {rc} could not be synchronised")
+    return rc
+
+
+# --- the ENOSYS stub (runc's patchbpf idea, our own code) ---------------------------
+#
+# A syscall the profile does not mention gets the default action, usually EPERM.
+# For syscalls newer than anything the profile (and libseccomp) knows, that breaks
+# libc fallbacks, which expect ENOSYS from an old kernel (glibc's fchmodat2 ->
+# fchmodat, clone3 -> clone).  Like runc, when the default action denies, a short
+# program in front of libseccomp's returns ENOSYS for every syscall number above
+# the largest one the profile names on that architecture.
+
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E  # libseccomp's token; the kernel reports x32 as x86_64
+_X32_SYSCALL_BIT = 0x40000000
+_AUDIT_ARCH_S390 = (0x00000016, 0x80000016)  # syscall 0 multiplexes unknown numbers
+_ENOSYS = 38
+_PERMISSIVE = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")
+
+_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
+_JA = 0x05  # BPF_JMP | BPF_JA
+_JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_JGT = 0x25  # BPF_JMP | BPF_JGT | BPF_K
+_JSET = 0x45  # BPF_JMP | BPF_JSET | BPF_K
+_RET = 0x06  # BPF_RET | BPF_K
+_OFF_NR, _OFF_ARCH = 0, 4  # struct seccomp_data
+
+
+def _last_syscalls(seccomp: dict) -> dict[int, dict[str, int]]:
+    """{audit arch: {"plain" | "x32": largest syscall number the profile names}}
+    for the native architecture and every listed one."""
+    lib = _libseccomp()
+    names = {n for call in seccomp.get("syscalls") or [] for n in call["names"]}
+    tokens = {int(lib.seccomp_arch_native())}
+    tokens.update(_arch_token(a) for a in seccomp.get("architectures") or [])
+    tokens.discard(0)
+    last: dict[int, dict[str, int]] = {}
+    for token in tokens:
+        numbers = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        top = max((nr for nr in numbers if nr > 0), default=0)  # < 0: pseudo number
+        if top:
+            audit, mode = (_AUDIT_ARCH_X86_64, "x32") if token == _SCMP_ARCH_X32 else (token, "plain")
+            last.setdefault(audit, {})[mode] = top
+    return last
+
+
+def enosys_stub(seccomp: dict) -> bytes:
+    """The ENOSYS stub for this profile (b"" when the default action is
+    permissive or already ENOSYS, or the profile names no syscall).
+
+    Layout:  ld arch; jeq <arch_i> -> section_i ...; ja filter;
+             section_i: ld nr; [s390: jeq 0 -> enosys]; [x86_64: jset x32 bit -> x32 part];
+                        jgt <last> -> enosys, else -> filter
+             enosys: ret ERRNO(ENOSYS);  filter: libseccomp's program.
+    """
+    if seccomp.get("defaultAction") in _PERMISSIVE or seccomp.get("defaultErrnoRet") == _ENOSYS:
+        return b""
+    last = _last_syscalls(seccomp)
+    if not last:
+        return b""
+    code: list[list] = []  # [op, jt, jf, k]; jumps may name a label
+    labels: dict[str, int] = {}
+
+    def emit(op: int, k=0, jt=0, jf=0) -> None:
+        code.append([op, jt, jf, k])
+
+    arches = sorted(last)
+    emit(_LD_W_ABS, _OFF_ARCH)
+    for i, audit in enumerate(arches):
+        emit(_JEQ, audit, jt=f"arch{i}")
+    emit(_JA, "filter")
+    for i, audit in enumerate(arches):
+        labels[f"arch{i}"] = len(code)
+        emit(_LD_W_ABS, _OFF_NR)
+        if audit in _AUDIT_ARCH_S390:
+            emit(_JEQ, 0, jt="enosys")
+        parts = ["plain"]
+        if audit == _AUDIT_ARCH_X86_64:
+            emit(_JSET, _X32_SYSCALL_BIT, jt=f"x32_{i}")
+            parts.append("x32")
+        for part in parts:
+            if part == "x32":
+                labels[f"x32_{i}"] = len(code)
+            if part in last[audit]:
+                emit(_JGT, last[audit][part], jt="enosys", jf="filter")
+            else:
+                emit(_JA, "filter")  # this mode is not in the profile: libseccomp decides
+    labels["enosys"] = len(code)
+    emit(_RET, _ACTION_VALUES["SCMP_ACT_ERRNO"] | _ENOSYS)
+    labels["filter"] = len(code)
+
+    import struct
+
+    out = bytearray()
+    for idx, (op, jt, jf, k) in enumerate(code):
+        if op == _JA and isinstance(k, str):
+            k = labels[k] - idx - 1
+        jumps = [labels[j] - idx - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        if not all(0 <= j <= 255 for j in jumps):
+            raise SetupError("seccomp: ENOSYS stub jump out of range")
+        out += struct.pack("=HBBI", op, jumps[0], jumps[1], k)
+    return bytes(out)
 
 
 # --- seccomp agent side -------------------------------------------------------------
@@ -598,24 +812,21 @@ def supported_features() -> dict:
     """The `linux.seccomp` object of `ocipy features` (features-linux.md#seccomp).
 
     actions/operators/knownFlags: what ocipy recognises.  archs: the spec's names
-    this host's libseccomp resolves.  supportedFlags: the flags libseccomp and the
-    kernel accept here, found by setting each on a throwaway filter.  Without
-    libseccomp: {"enabled": False}.
+    this host's libseccomp resolves.  supportedFlags: the flags this kernel accepts
+    (probed with seccomp(2) and a NULL program, so nothing is loaded).  Without
+    libseccomp or pyseccomp: {"enabled": False}.
     """
     try:
-        ps = _pyseccomp()
+        _pyseccomp()
         lib = _libseccomp()
         lib.seccomp_version()
     except (SetupError, OSError, AttributeError):
         return {"enabled": False}
     archs = sorted(a for a in ARCHITECTURES if _arch_token(a) != 0)
-    supported = []
-    for flag, attr in _FLAG_ATTRS.items():
-        try:
-            ps.SyscallFilter(_ACTION_VALUES["SCMP_ACT_ALLOW"]).set_attr(attr, 1)
-        except OSError:
-            continue
-        supported.append(flag)
+    try:
+        supported = [flag for flag in FLAGS if _kernel_has_flag(flag)]
+    except (SetupError, OSError):
+        supported = []
     return {
         "enabled": True,
         "actions": sorted(ACTIONS),

@@ -84,6 +84,7 @@ _SYSCALLS = {
     "capget": (125, 90),
     "capset": (126, 91),
     "keyctl": (250, 219),
+    "seccomp": (317, 277),
 }
 _ARCH_INDEX = 1 if platform.machine() in ("aarch64", "arm64") else 0
 
@@ -219,6 +220,31 @@ def last_cap() -> int:
             return int(f.read())
     except OSError:
         return 40
+
+
+# --- seccomp -----------------------------------------------------------------------------
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(flags: int, program: bytes | None) -> tuple[int, int]:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program) -> (return value, errno).
+
+    The raw answer rather than an exception: callers probe which flags the kernel
+    accepts with a NULL program (EFAULT means accepted), and a positive return is
+    either a listener fd or, with TSYNC, a thread that could not be synchronised.
+    """
+    if program is None:
+        prog_ptr = None
+    else:
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog_ptr = ctypes.byref(_SockFprog(len(program) // 8, ctypes.addressof(buf)))
+    ctypes.set_errno(0)
+    rc = _libc.syscall(_nr("seccomp"), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags), prog_ptr)
+    return rc, ctypes.get_errno()
 
 
 # --- keyrings --------------------------------------------------------------------------

@@ -56,6 +56,23 @@ for line in sys.stdin:
                 b[i] = 1
             globals()["keep"] = b
             say("ok")
+        elif cmd == "probe":
+            import json, stat
+            out = []
+            for kind, path, acc in json.loads(arg):
+                try:
+                    if acc == "m":
+                        st = os.stat(path)
+                        mode = (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | 0o600
+                        os.mknod(path + ".mk", mode, st.st_rdev)
+                        os.unlink(path + ".mk")
+                    else:
+                        flags = (os.O_RDONLY if acc == "r" else os.O_WRONLY) | os.O_NONBLOCK | os.O_NOCTTY
+                        os.close(os.open(path, flags))
+                    out.append("allow")
+                except OSError as e:
+                    out.append("deny" if e.errno == 1 else "allow")
+            say(json.dumps(out))
         elif cmd == "tick":
             n = 0
             while True:
@@ -534,3 +551,181 @@ def test_engine_configs_apply(manager, config):
     manager.apply(resources)
     if resources and resources.get("pids", {}).get("limit"):
         assert read(os.path.join(manager.paths["pids"], "pids.max")) == str(resources["pids"]["limit"])
+
+
+def _proc_cgroups():
+    out = {}
+    with open("/proc/cgroups") as f:
+        for line in f:
+            if not line.startswith("#"):
+                name, hid, num, enabled = line.split()
+                out[name] = (int(hid), int(num), enabled == "1")
+    return out
+
+
+NET_SCRIPT = r"""
+import json, os, subprocess, sys, tempfile, time, uuid
+from ocipy.linux import cgroups as cg
+
+d = tempfile.mkdtemp(prefix="ocipy-netcls-")
+subprocess.run(["mount", "-t", "cgroup", "-o", "net_cls,net_prio", "cgroup", d], check=True)
+try:
+    m = cg.new_manager("n", "ocipy-test-" + uuid.uuid4().hex[:12])
+    m.create()
+    try:
+        m.apply({"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 5}]}})
+        with open(os.path.join(m.paths["net_cls"], "net_cls.classid")) as f:
+            classid = f.read().strip()
+        with open(os.path.join(m.paths["net_prio"], "net_prio.ifpriomap")) as f:
+            prio = f.read().split("\n")
+    finally:
+        m.destroy()
+    print(json.dumps({"classid": classid, "prio": prio}))
+finally:
+    # an unmounted v1 hierarchy only dies if it has no children left at umount time
+    for _ in range(200):
+        with open("/proc/cgroups") as f:
+            if any(l.split()[0] == "net_cls" and l.split()[2] == "1" for l in f if not l.startswith("#")):
+                break
+        time.sleep(0.05)
+    subprocess.run(["umount", d], check=True)
+    os.rmdir(d)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/unshare"), reason="needs unshare(1)")
+def test_network_classid_and_priorities_on_a_private_net_cls_hierarchy(clean_host):
+    """net_cls/net_prio are not mounted on this host: mount them in a private mount namespace
+    for the duration of one child process, and make sure the hierarchy is gone afterwards."""
+    pc = _proc_cgroups()
+    if pc.get("net_cls", (1,))[0] != 0 or pc.get("net_prio", (1,))[0] != 0 or not pc["net_cls"][2]:
+        pytest.skip("net_cls/net_prio are already bound to a hierarchy (or disabled) on this host")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        out = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", NET_SCRIPT],
+                             capture_output=True, text=True, cwd=repo, timeout=60)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert got["classid"] == "1048577"
+        assert "lo 5" in got["prio"]
+    finally:
+        for _ in range(100):
+            if _proc_cgroups()["net_cls"][0] == 0:
+                break
+            time.sleep(0.05)
+        else:
+            # still alive: remount once now that it is empty, and unmount again to kill it
+            subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            'd=$(mktemp -d); mount -t cgroup -o net_cls,net_prio cgroup "$d" && umount "$d"; '
+                            'rmdir "$d"'], check=False)
+            time.sleep(0.5)
+        assert _proc_cgroups()["net_cls"][0] == 0, "left a net_cls hierarchy bound on the host"
+
+
+def test_device_update_in_place(manager, clean_host):
+    base = [{"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]
+    manager.create()
+    manager.apply({"devices": base})
+    dev = manager.paths["devices"]
+    assert sorted(read(os.path.join(dev, "devices.list")).splitlines()) == ["c 1:3 rwm", "c 1:5 rwm"]
+    child = spawn(clean_host)
+    manager.add_process(child.pid)
+    assert child.ask("open /dev/zero") == "ok"
+    manager.update({"devices": base[:2] + [{"allow": True, "type": "c", "major": 1, "minor": 9, "access": "r"}]})
+    assert sorted(read(os.path.join(dev, "devices.list")).splitlines()) == ["c 1:3 rwm", "c 1:9 r"]
+    assert child.ask("open /dev/zero") == f"err {errno.EPERM}"
+    assert child.ask("open /dev/null") == "ok"
+
+
+# Devices that are safe to open: memory devices with no side effects, and majors with no
+# driver (/proc/devices), where an allowed open fails with ENXIO and a denied one with EPERM.
+PROBE_DEVICES = [("c", 1, 3), ("c", 1, 5), ("c", 1, 7), ("c", 1, 9), ("c", 100, 0), ("c", 100, 1), ("c", 101, 0),
+                 ("b", 100, 0), ("b", 100, 1), ("b", 101, 0)]
+
+
+def _random_rules(rng):
+    rules = []
+    if rng.random() < 0.7:
+        rules.append({"allow": rng.random() < 0.3, "access": "rwm"})
+    for _ in range(rng.randint(0, 6)):
+        r = {"allow": rng.random() < 0.6}
+        if rng.random() < 0.1:
+            r["access"] = "rwm"  # type "a"
+        else:
+            r["type"] = rng.choice("cb")
+            r["major"] = rng.choice([1, 100, 101, None])
+            r["minor"] = rng.choice([0, 1, 3, 5, None])
+            r["access"] = "".join(ch for ch in "rwm" if rng.random() < 0.6) or "r"
+        rules.append(r)
+    return rules
+
+
+def _expected(rules, probes):
+    from ocipy.linux.cgroups import devices_rules as dr
+
+    allow_default, exceptions = dr.emulate_v1(rules)
+    bits = {"r": dr.ACC_READ, "w": dr.ACC_WRITE, "m": dr.ACC_MKNOD}
+    out = []
+    for (t, ma, mi), acc in probes:
+        hit = False
+        for e in exceptions:
+            if e.type != t or e.major not in (-1, ma) or e.minor not in (-1, mi):
+                continue
+            if allow_default and e.access & bits[acc]:
+                hit = True
+            if not allow_default and not (bits[acc] & ~e.access):
+                hit = True
+        out.append("allow" if hit != allow_default else "deny")
+        out[-1] = "deny" if (allow_default and hit) else ("allow" if (allow_default or hit) else "deny")
+    return out
+
+
+def test_device_rules_agree_with_the_kernel(clean_host, tmp_path_factory):
+    """Random rule lists: the v1 kernel's verdicts (devices.allow/deny), the verdicts of our BPF
+    program on the cgroup2 hierarchy, and our emulator's predictions must all agree, also
+    across successive in-place updates of one live cgroup."""
+    import random
+
+    nodes = tmp_path_factory.mktemp("ocipy-devnodes", numbered=True)
+    assert os.path.realpath(str(nodes)).startswith("/tmp")
+    import stat as st_
+
+    probes = []
+    for t, ma, mi in PROBE_DEVICES:
+        path = os.path.join(str(nodes), f"{t}-{ma}-{mi}")
+        os.mknod(path, (st_.S_IFCHR if t == "c" else st_.S_IFBLK) | 0o600, os.makedev(ma, mi))
+        for acc in "rwm":
+            probes.append(((t, ma, mi), acc, path))
+    arg = json.dumps([[p[0][0], p[2], p[1]] for p in probes])
+    rng = random.Random(20261123)
+    rel = f"ocipy-test-{uuid.uuid4().hex[:12]}"
+    v1 = cg.new_manager("d1", rel + "-v1")
+    mounts = "".join(line for line in open("/proc/self/mountinfo") if " - cgroup2 " in line)
+    v2 = cg.new_manager("d2", rel + "-v2", mountinfo=mounts) if mounts else None
+    try:
+        v1.create()
+        c1 = spawn(clean_host)
+        v1.add_process(c1.pid)
+        if v2 is not None:
+            v2.create()
+            c2 = spawn(clean_host)
+            v2.add_process(c2.pid)
+        for round_ in range(30):
+            rules = _random_rules(rng)
+            want = _expected(rules, [(p[0], p[1]) for p in probes])
+            v1.update({"devices": rules})
+            got1 = json.loads(c1.ask("probe " + arg))
+            assert got1 == want, (round_, rules, [(p[0], p[1], g, w) for p, g, w in zip(probes, got1, want) if g != w])
+            if v2 is not None:
+                v2.update({"devices": rules})
+                got2 = json.loads(c2.ask("probe " + arg))
+                assert got2 == want, (round_, rules,
+                                      [(p[0], p[1], g, w) for p, g, w in zip(probes, got2, want) if g != w])
+    finally:
+        for c in clean_host:
+            c.close()
+        v1.destroy()
+        if v2 is not None:
+            v2.destroy()

@@ -7,7 +7,6 @@ one). That pid 1 reports what it sees to the test through a pipe, as JSON. An
 autouse fixture checks the host's mountinfo is the same after each test.
 """
 
-import copy
 import json
 import os
 import stat
@@ -525,3 +524,31 @@ def test_rootfs_propagation(rootfs, prop, tag):
         assert any(o.startswith(tag) for o in optional), root_line
     else:
         assert not any(o.startswith("shared:") for o in optional), root_line
+
+
+def test_linux_device_conflicting_file_is_an_error(rootfs):
+    with open(os.path.join(rootfs, "ocidev"), "w") as f:
+        f.write("regular file")
+    cfg = runc_spec_config(rootfs)
+    cfg["linux"]["devices"] = [{"path": "/ocidev", "type": "c", "major": 1, "minor": 3}]
+
+    def attempt():
+        try:
+            _container(cfg, rootfs, None, lambda: None)
+        except SetupError as e:
+            return str(e)
+        return "no error"
+
+    msg = run_in_namespaces(attempt)
+    assert msg.startswith("device /ocidev:") and "already exists" in msg, msg
+    with open(os.path.join(rootfs, "ocidev")) as f:
+        assert f.read() == "regular file"
+
+
+def test_linux_device_matching_node_is_kept(rootfs):
+    os.mknod(os.path.join(rootfs, "dev", "mynull"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    cfg = runc_spec_config(rootfs)
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/dev"]
+    cfg["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o644}]
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, lambda: {"mode": os.stat("/dev/mynull").st_mode}))
+    assert stat.S_ISCHR(info["mode"]) and stat.S_IMODE(info["mode"]) == 0o644

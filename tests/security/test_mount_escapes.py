@@ -420,3 +420,18 @@ def test_file_bind_through_dangling_symlink(world):
     assert touching(mountpoints(out["mountinfo"]), host) == []
     assert host_snapshot(world) == before
     assert os.path.isfile(os.path.join(rootfs, host.lstrip("/"), "created-by-runtime"))
+
+
+@pytest.mark.parametrize("in_userns", [False, True], ids=["mknod", "bind-from-host"])
+def test_linux_device_over_a_symlink_is_an_error(world, in_userns):
+    """A linux.devices path that is a symlink to a host file: an error, never followed."""
+    rootfs, secret = world["rootfs"], world["secret"]
+    os.symlink(secret, os.path.join(rootfs, "dev", "mydev"))
+    before = host_snapshot(world)
+    cfg = base_config(rootfs, devices=[{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3}])
+    out = run_in_namespaces(prepare_only, cfg, rootfs, in_userns)
+    print("error:", out["error"])
+    assert out["error"] and out["error"].startswith("device /dev/mydev:") and "already exists" in out["error"]
+    assert touching(mountpoints(out["mountinfo"]), world["host"]) == []
+    assert host_snapshot(world) == before
+    assert os.path.islink(os.path.join(rootfs, "dev", "mydev"))

@@ -544,3 +544,57 @@ def test_hierarchy_mount_helpers():
     assert (cc.fstype, cc.mount_data, cc.name) == ("cgroup", "cpu,cpuacct", "cpu,cpuacct")
     u = hs["/sys/fs/cgroup/unified"]
     assert (u.fstype, u.mount_data, u.name) == ("cgroup2", "", "unified")
+
+
+# --- v1 device updates in place -----------------------------------------------------------------
+
+from ocipy.linux.cgroups import devices_rules as dr  # noqa: E402
+
+DOCKERISH = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]
+
+
+def test_parse_devices_list():
+    assert dr.parse_devices_list("a *:* rwm\n") is None
+    assert dr.parse_devices_list("") == (False, [])
+    allow, exc = dr.parse_devices_list("c 1:3 rwm\nc 136:* rw\nb *:* m\n")
+    assert allow is False
+    assert exc == [dr.DeviceException("c", 1, 3, 7), dr.DeviceException("c", 136, -1, R | W),
+                   dr.DeviceException("b", -1, -1, M)]
+
+
+def test_v1_update_devices_same_state_writes_nothing():
+    assert res.plan_devices_v1(DOCKERISH, "c 1:3 rwm\nc 1:5 rwm\n") == []
+
+
+def test_v1_update_devices_diff_without_deny_all():
+    plan = _files(res.plan_devices_v1(DOCKERISH, "c 1:3 rw\nc 10:229 rwm\n"))
+    assert plan == [("devices", "devices.allow", "c 1:3 m"), ("devices", "devices.allow", "c 1:5 rwm"),
+                    ("devices", "devices.deny", "c 10:229 rwm")]
+
+
+def test_v1_devices_reset_when_state_unknown_or_default_changes():
+    plan = _files(res.plan_devices_v1(DOCKERISH, "a *:* rwm\n"))
+    assert plan[0] == ("devices", "devices.deny", "a")
+    plan = _files(res.plan_devices_v1([{"allow": True, "access": "rwm"}], "c 1:3 rwm\n"))
+    assert plan == [("devices", "devices.deny", "a"), ("devices", "devices.allow", "a")]
+
+
+def test_v1_transition_reaches_the_target_state():
+    """Replaying the transition writes on the current state gives exactly the target state."""
+    cur = "c 1:3 rw\nc 1:7 rwm\nb 8:* r\n"
+    target = DOCKERISH + [{"allow": True, "type": "b", "major": 8, "access": "rw"}]
+    writes = dr.v1_transition(target, cur)
+    replay = [{"allow": True, "type": t, "major": None if a == "*" else int(a),
+               "minor": None if b == "*" else int(b), "access": acc}
+              for line in cur.splitlines() for t, (a, b), acc in [(line.split()[0], line.split()[1].split(":"),
+                                                                    line.split()[2])]]
+    for f, line in writes:
+        parts = line.split()
+        a, b = parts[1].split(":")
+        replay.append({"allow": f == "devices.allow", "type": parts[0], "major": None if a == "*" else int(a),
+                       "minor": None if b == "*" else int(b), "access": parts[2]})
+    got = dr.emulate_v1(replay)
+    want = dr.emulate_v1(target)
+    assert got[0] == want[0] and sorted(got[1]) == sorted(want[1])

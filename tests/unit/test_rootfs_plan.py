@@ -1,6 +1,5 @@
 """rootfs.plan / finish_plan / devices plan / cgroup layout: pure, no root needed."""
 
-import copy
 import glob
 import json
 import os
@@ -347,3 +346,15 @@ def test_normalize_cgroup_paths_groups_comounted_controllers():
     }
     names = sorted(s.name for s in rootfs.cgroup_v1_layout(norm, new_cgroupns=True))
     assert names == ["cpu,cpuacct", "memory", "systemd", "unified"]
+
+
+def test_unbindable_root_is_applied_only_after_pivot(runc_cfg):
+    runc_cfg["linux"]["rootfsPropagation"] = "unbindable"
+    assert rootfs.plan(spec_of(runc_cfg), "/r")[0].flags == sc.MS_SLAVE | sc.MS_REC
+    assert rootfs.finish_plan(spec_of(runc_cfg))[-1].flags == sc.MS_UNBINDABLE
+
+
+def test_only_linux_devices_are_strict(runc_cfg):
+    runc_cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    nodes = {s.node.path: s.node for s in rootfs.plan(spec_of(runc_cfg), "/r") if isinstance(s, rootfs.MakeDevice)}
+    assert nodes["/dev/fuse"].strict and not nodes["/dev/null"].strict

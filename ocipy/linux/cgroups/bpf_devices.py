@@ -25,69 +25,23 @@ place that talks to bpf(2), which syscalls.py does not wrap.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import struct
-from typing import NamedTuple
 
-from ocipy.errors import SetupError
+from .devices_rules import (  # noqa: F401  (re-exported: the program is built from this state)
+    ACC_MKNOD,
+    ACC_READ,
+    ACC_WRITE,
+    DEV_BLOCK,
+    DEV_CHAR,
+    WILDCARD,
+    DeviceException,
+    emulate_v1,
+)
 
-# access bits and device types as the kernel's bpf_cgroup_dev_ctx encodes them
-ACC_MKNOD, ACC_READ, ACC_WRITE = 1, 2, 4
-DEV_BLOCK, DEV_CHAR = 1, 2
-_ACC = {"m": ACC_MKNOD, "r": ACC_READ, "w": ACC_WRITE}
+Exception_ = DeviceException
 _TYPE = {"b": DEV_BLOCK, "c": DEV_CHAR}
-WILDCARD = -1
-
-
-class Exception_(NamedTuple):
-    type: str          # "b" or "c"
-    major: int         # WILDCARD for any
-    minor: int         # WILDCARD for any
-    access: int        # ACC_* bits
-
-
-def _access_bits(access: str | None) -> int:
-    bits = 0
-    for ch in access or "rwm":
-        if ch not in _ACC:
-            raise SetupError(f"linux.resources.devices: invalid access {access!r}")
-        bits |= _ACC[ch]
-    return bits
-
-
-def emulate_v1(rules: list[dict]) -> tuple[bool, list[Exception_]]:
-    """Replay rules as the v1 devices controller would, after an initial deny-all.
-
-    Returns (default_allow, exceptions).
-    """
-    default_allow = False
-    exc: dict[tuple, int] = {}
-    for i, rule in enumerate(rules):
-        t = rule.get("type") or "a"
-        if t not in ("a", "b", "c"):
-            raise SetupError(f"linux.resources.devices[{i}].type: invalid device type {t!r}")
-        allow = bool(rule.get("allow"))
-        if t == "a":
-            default_allow = allow
-            exc.clear()
-            continue
-        major = rule.get("major")
-        minor = rule.get("minor")
-        key = (t, WILDCARD if major is None or major < 0 else major, WILDCARD if minor is None or minor < 0 else minor)
-        bits = _access_bits(rule.get("access"))
-        if allow == default_allow:
-            # the rule agrees with the default: it removes those bits from an identical exception
-            if key in exc:
-                left = exc[key] & ~bits
-                if left:
-                    exc[key] = left
-                else:
-                    del exc[key]
-        else:
-            exc[key] = exc.get(key, 0) | bits
-    return default_allow, [Exception_(k[0], k[1], k[2], v) for k, v in exc.items()]
 
 
 # --- eBPF encoding -------------------------------------------------------------------------------
@@ -173,6 +127,8 @@ _ATTR_SIZE = 128
 
 def _bpf(cmd: int, attr: bytes, out=None) -> int:
     """bpf(cmd, attr); `out`, a ctypes buffer of _ATTR_SIZE, receives the attr the kernel wrote back."""
+    import ctypes
+
     nr = _SYS_BPF.get(platform.machine())
     if nr is None:
         raise OSError(0, f"bpf(2) syscall number unknown for {platform.machine()}")
@@ -188,6 +144,8 @@ def _bpf(cmd: int, attr: bytes, out=None) -> int:
 
 def load_program(prog: bytes) -> int:
     """BPF_PROG_LOAD -> a program fd (the caller closes it)."""
+    import ctypes
+
     insns = ctypes.create_string_buffer(prog, len(prog))
     license_ = ctypes.create_string_buffer(b"Apache")
     log = ctypes.create_string_buffer(65536)
@@ -207,6 +165,8 @@ def load_program(prog: bytes) -> int:
 
 def query_programs(cgroup_fd: int) -> list[int]:
     """Ids of BPF_CGROUP_DEVICE programs attached directly to this cgroup."""
+    import ctypes
+
     ids = (ctypes.c_uint32 * 64)()
     attr = struct.pack("<IIIIQI", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64)
     out = ctypes.create_string_buffer(_ATTR_SIZE)

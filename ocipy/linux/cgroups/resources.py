@@ -145,10 +145,22 @@ def device_rule_text(rule: dict) -> str:
     return f"{t} {ma}:{mi} {access}"
 
 
-def plan_devices_v1(devices: list | None) -> list[Write]:
-    """runc semantics: when rules are given, deny everything first, then apply them in order."""
+def plan_devices_v1(devices: list | None, current_list: str | None = None) -> list[Write]:
+    """runc semantics: when rules are given, deny everything first, then apply them in order.
+
+    current_list: the cgroup's devices.list text. When it shows a known state with
+    the same default as the rules produce (a live container being updated), only
+    the differing exceptions are written, so the container never passes through
+    "deny everything" (see devices_rules.v1_transition).
+    """
     if devices is None:
         return []
+    if current_list is not None:
+        from .devices_rules import emulate_v1, parse_devices_list, v1_transition
+
+        cur = parse_devices_list(current_list)
+        if cur is not None and cur[0] == emulate_v1(devices)[0]:
+            return [Write("devices", f, line, f"{P}.devices") for f, line in v1_transition(devices, current_list)]
     writes = [Write("devices", "devices.deny", "a", f"{P}.devices")]
     for i, rule in enumerate(devices):
         field = f"{P}.devices[{i}]"
@@ -167,7 +179,8 @@ def plan_v1(resources: dict | None, current: dict | None = None) -> list[Write]:
 
     current: values the plan depends on, read by the manager:
       "memory.limit_in_bytes": int, the current memory limit (to order memory and
-      memory+swap writes: the kernel requires memory <= memory+swap at every step).
+      memory+swap writes: the kernel requires memory <= memory+swap at every step);
+      "devices.list": str, the current device list (to update devices in place).
     """
     r = resources or {}
     current = current or {}
@@ -176,7 +189,7 @@ def plan_v1(resources: dict | None, current: dict | None = None) -> list[Write]:
     if r.get("unified"):
         raise SetupError(f"{P}.unified: cgroup v2 files cannot be set on a cgroup v1 host")
 
-    w += plan_devices_v1(r.get("devices"))
+    w += plan_devices_v1(r.get("devices"), current.get("devices.list"))
 
     mem = r.get("memory") or {}
     if mem:

@@ -19,9 +19,9 @@ from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
+    destroy_created,
     makedirs_tracked,
     read_file,
-    destroy_created,
     walk_pids,
     write_error,
     write_file,
@@ -102,8 +102,14 @@ class V1Manager(CgroupManager):
 
     # --- resources ---------------------------------------------------------------------------
 
-    def _current(self) -> dict:
+    def _current(self, resources: dict) -> dict:
         cur = {}
+        dev = self.paths.get("devices")
+        if dev and resources.get("devices") is not None:
+            try:
+                cur["devices.list"] = read_file(os.path.join(dev, "devices.list"))
+            except OSError:
+                pass
         mem = self.paths.get("memory")
         if mem:
             try:
@@ -115,7 +121,7 @@ class V1Manager(CgroupManager):
     def apply(self, resources: dict | None) -> None:
         if not resources:
             return
-        writes = res.plan_v1(_without_v2_only(resources, self), self._current())
+        writes = res.plan_v1(_without_v2_only(resources, self), self._current(resources))
         extra = self._hybrid_writes(resources)
         self._run(writes + extra)
 
@@ -125,12 +131,18 @@ class V1Manager(CgroupManager):
             return []
         writes = res.plan_v2({"hugepageLimits": resources["hugepageLimits"]})
         d = self.paths[UNIFIED]
-        try:
-            have = open(os.path.join(d, "cgroup.controllers")).read().split()
-        except OSError:
-            have = []
-        if "hugetlb" not in have:
+
+        def have() -> list[str]:
+            try:
+                return read_file(os.path.join(d, "cgroup.controllers")).split()
+            except OSError:
+                return []
+
+        if "hugetlb" not in have():
             self._enable_unified_controllers(["hugetlb"])
+            if "hugetlb" not in have():
+                raise SetupError("linux.resources.hugepageLimits: the hugetlb controller is neither mounted as "
+                                 f"cgroup v1 nor available in {d} (cgroup.controllers: {' '.join(have()) or 'none'})")
         return [w._replace(controller=UNIFIED) for w in writes]
 
     def _run(self, writes: list[res.Write]) -> None:
@@ -212,7 +224,7 @@ class V1Manager(CgroupManager):
         if d is None:
             return False
         try:
-            # self_freezing: frozen by us (not only because an ancestor is)
+            # FREEZING counts: the freeze was asked for (runc reports such a container paused too)
             return read_file(os.path.join(d, "freezer.state")).strip() in ("FROZEN", "FREEZING")
         except OSError:
             return False
@@ -252,10 +264,6 @@ class V1Manager(CgroupManager):
         from . import stats
 
         return stats.stats_v1(self.paths)
-
-    def freezer_dir_exists(self) -> bool:
-        d = self.paths.get("freezer")
-        return bool(d and os.path.isdir(d))
 
 
 def _without_v2_only(resources: dict, mgr: V1Manager) -> dict:

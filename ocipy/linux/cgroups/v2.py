@@ -21,9 +21,9 @@ from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
+    destroy_created,
     makedirs_tracked,
     read_file,
-    destroy_created,
     walk_pids,
     write_error,
     write_file,
