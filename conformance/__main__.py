@@ -21,7 +21,8 @@ def main(argv):
     import pytest
     here = os.path.dirname(os.path.abspath(__file__))
     # explicit test paths (conformance/test_x.py, ...::test_y) replace the default
-    paths = [a for a in argv if not a.startswith("-") and ("::" in a or os.path.exists(a))]
+    paths = [a for a in argv if not a.startswith("-")
+             and ("::" in a or a.endswith(".py") or os.path.isdir(a))]
     args = ([] if paths else [here]) + ["-p", "no:cacheprovider", "-q", "-rfE", *argv]
     return pytest.main(args)
 

@@ -45,8 +45,9 @@ class Runtime:
         argv = [self.binary, "--root", self.root, *args]
         capture_out = stdout is None
         capture_err = stderr is None
+        env = dict(os.environ, OCF_RUNTIME_ENV_CANARY="1")  # must not leak into hooks
         try:
-            p = subprocess.run(argv, stdin=stdin,
+            p = subprocess.run(argv, stdin=stdin, env=env,
                                stdout=subprocess.PIPE if capture_out else stdout,
                                stderr=subprocess.PIPE if capture_err else stderr,
                                timeout=timeout, pass_fds=pass_fds)

@@ -4,7 +4,9 @@ extensibility (hooks are in test_hooks.py)."""
 import array
 import os
 import re
+import resource
 import socket
+import subprocess
 import threading
 import time
 
@@ -133,14 +135,18 @@ def test_mount_types(oci, mtype, source, fstype):
     m = {"destination": "/mnt/t", "type": mtype, "source": source or b.shared}
     if mtype == "bind":
         m["options"] = ["rbind"]
+        with open(b.shared_file("bound"), "w") as f:
+            f.write("bound-content")
     if mtype == "devpts":
         m["options"] = ["newinstance"]
     b.config["mounts"].append(m)
-    info = run_mountinfo(oci, b, "/mnt/t")
+    out = oci.run_ok(b, "cat /proc/self/mountinfo; cat /mnt/t/bound 2>/dev/null")
+    info = mountinfo_of(out, "/mnt/t")
+    assert info, f"/mnt/t not mounted:\n{out}"
     if fstype:
         assert info[2] == fstype
     else:  # the bind mount shows the host directory's content
-        assert os.path.basename(b.shared)
+        assert out.endswith("bound-content"), out[-200:]
 
 
 @requirement("config.md#mounts", "source ... For bind mounts ... a path on the host")
@@ -232,7 +238,6 @@ def test_mount_filesystem_specific_options(oci):
 @pytest.fixture
 def host_submount(oci):
     """A host dir with a tmpfs mounted below it (for rbind and recursive options)."""
-    import subprocess
     src = os.path.join(oci.tmp, "rsrc")
     os.makedirs(os.path.join(src, "sub"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", os.path.join(src, "sub")],
@@ -279,7 +284,6 @@ def test_mount_recursive_option(oci, host_submount, option, flag):
 @pytest.fixture
 def host_flagged_submount(oci):
     """Like host_submount, but the host submount is ro,nosuid,nodev,noexec,noatime,..."""
-    import subprocess
     src = os.path.join(oci.tmp, "fsrc")
     os.makedirs(os.path.join(src, "sub"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro,nosuid,nodev,noexec,noatime,nodiratime,nosymfollow",
@@ -320,7 +324,6 @@ PROPAGATION = [("private", None), ("rprivate", None), ("shared", "shared:"), ("r
 @pytest.mark.parametrize("option,tag", PROPAGATION, ids=[p[0] for p in PROPAGATION])
 @requirement("config.md#linux-mount-options", "private/shared/slave/unbindable (and r*) MUST: Bind mount propagation")
 def test_mount_propagation_option(oci, host_submount, option, tag):
-    import subprocess
     src = os.path.join(host_submount, "sub")
     # the source is a shared mount on the host, so that slave has a master and
     # private is a real change
@@ -504,7 +507,6 @@ RLIMITS = [("RLIMIT_NOFILE", "Max open files", 512, 1000), ("RLIMIT_CORE", "Max 
 @pytest.mark.parametrize("rtype,label,soft,hard", RLIMITS, ids=[r[0] for r in RLIMITS])
 @requirement("config.md#posix-process", "rlim.rlim_cur MUST match the configured value ... rlim.rlim_max MUST match the configured value")
 def test_rlimits(oci, rtype, label, soft, hard):
-    import resource
     host_hard = resource.getrlimit(getattr(resource, rtype, resource.RLIMIT_NOFILE))[1] \
         if hasattr(resource, rtype) else resource.RLIM_INFINITY
     if host_hard != resource.RLIM_INFINITY and hard > host_hard:
@@ -586,6 +588,15 @@ def test_capabilities_root(oci):
     st = oci.run(b)
     for f in ("CapBnd", "CapPrm", "CapEff"):
         assert int(status_field(st, f), 16) == capmask(caps), f
+
+
+@pytest.mark.parametrize("granted", [True, False])
+@requirement("config.md#linux-process", "capabilities: only the listed capabilities are usable by the process")
+def test_capabilities_effect(oci, granted):
+    b = oci.bundle().sh("touch /tmp/f; chown 1:1 /tmp/f 2>/dev/null; echo rc=$?")
+    caps = ["CAP_KILL"] + (["CAP_CHOWN"] if granted else [])
+    b.process["capabilities"] = {k: list(caps) for k in ("bounding", "permitted", "effective")}
+    assert oci.run(b).strip() == ("rc=0" if granted else "rc=1")
 
 
 @requirement("config.md#linux-process", "capabilities ... which cannot be mapped ... MUST be logged as a warning ... Runtimes SHOULD NOT fail")

@@ -13,7 +13,7 @@ import pytest
 
 from . import hostcheck
 from .markers import requirement, runc_deviation
-from .test_config_linux import ARCHES, read_cg, seccomp_bundle
+from .test_config_linux import read_cg, seccomp_bundle
 
 
 # -- mounts ------------------------------------------------------------------------

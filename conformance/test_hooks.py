@@ -216,8 +216,9 @@ def test_hook_args_and_env(oci):
     b = hooked_bundle(oci, phases=("prestart",))
     oci.run(b)
     assert b.read_shared("args-prestart").split() == ["prestart"]
-    env = b.read_shared("env-prestart")
-    assert "HOOKVAR=hook-env" in env.splitlines()
+    env = b.read_shared("env-prestart").splitlines()
+    assert "HOOKVAR=hook-env" in env
+    assert not [e for e in env if e.startswith("OCF_RUNTIME_ENV_CANARY=")], "runtime env leaked into hook env"
 
 
 @requirement("config.md#posix-platform-hooks", "timeout (int, OPTIONAL) is the number of seconds before aborting the hook.")
@@ -267,13 +268,17 @@ def test_start_container_hook_failure(oci):
     assert st in (None, "stopped"), f"container not stopped: {st}"
 
 
+# Same lifecycle sentence, step 13: after a failing startContainer hook the lifecycle goes on
+# at step 12 and "The poststop hooks MUST be invoked by the runtime."  runc 1.1.5 only runs
+# them at a later `delete`.
 @runc_deviation("poststop hooks are not run when a startContainer hook fails (only at a later delete)")
 @requirement("runtime.md#lifecycle", "continue the lifecycle at step 12 ... 13. The poststop hooks MUST be invoked by the runtime.")
 def test_start_container_hook_failure_runs_poststop(oci):
     b = hooked_bundle(oci, phases=("startContainer", "poststop"), fail=("startContainer",))
     oci.create(b)
-    assert not oci.rt.start(b.id).ok
+    oci.rt.start(b.id)  # its exit code is checked by test_start_container_hook_failure
     assert wait_file(b.shared_file("state-poststop.json"), 3), "poststop not invoked"
+    assert "process" not in log(b)
 
 
 # runtime.md#lifecycle 9: "If any poststart hook fails, the runtime MUST generate an error,

@@ -1,6 +1,7 @@
 """runtime.md: state, operations (create/start/kill/delete), lifecycle, errors."""
 
 import os
+import subprocess
 import time
 
 from . import hostcheck
@@ -206,7 +207,6 @@ def test_create_applies_config_before_start(oci):
     assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
     assert hostcheck.container_cgroup_dirs(b.id), "cgroup not created at create time"
     # the hostname is visible to anybody in the container's UTS namespace
-    import subprocess
     out = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
                          text=True, timeout=10).stdout.strip()
     assert out == "made-at-create"
@@ -403,7 +403,6 @@ def test_delete_removes_resources(oci):
 
 @requirement("runtime.md#delete", "resources associated with the container, but not created by this container, MUST NOT be deleted")
 def test_delete_keeps_foreign_resources(oci):
-    import subprocess
     holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         time.sleep(0.3)

@@ -19,6 +19,8 @@ _LONG_OPTIONS = {
     "root", "log", "log-format", "debug", "systemd-cgroup", "rootless", "cgroup-manager",
     "bundle", "pid-file", "console-socket", "no-pivot", "no-new-keyring", "preserve-fds",
     "detach", "keep", "no-subreaper", "all", "force", "format", "quiet",
+    "process", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
+    "apparmor", "process-label", "cgroup", "ignore-paused",
 }
 
 
@@ -169,6 +171,57 @@ def list_(ctx, fmt, quiet):
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             click.echo("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.option("--process", "-p", "process_file", default=None, help="a Process JSON file (config.md#process)")
+@click.option("--tty", "-t", is_flag=True)
+@click.option("--console-socket", default=None)
+@click.option("--detach", "-d", is_flag=True)
+@click.option("--pid-file", default=None)
+@click.option("--cwd", default=None)
+@click.option("--env", "-e", multiple=True)
+@click.option("--user", "-u", default=None, help="uid[:gid]")
+@click.option("--additional-gids", "-g", type=int, multiple=True)
+@click.option("--cap", "-c", multiple=True)
+@click.option("--no-new-privs", is_flag=True)
+@click.option("--preserve-fds", type=int, default=0)
+@click.option("--apparmor", default=None)
+@click.option("--process-label", default=None)
+@click.option("--cgroup", "sub_cgroup", default=None)
+@click.option("--ignore-paused", is_flag=True)
+@click.argument("container_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def exec(ctx, process_file, tty, console_socket, detach, pid_file, cwd, env, user, additional_gids, cap, no_new_privs,
+         preserve_fds, apparmor, process_label, sub_cgroup, ignore_paused, container_id, command):
+    """Run a new process in a running container."""
+    from .exec import ExecError, build_process
+
+    if apparmor or process_label:
+        raise ExecError("AppArmor and SELinux labels are not supported by ocipy")
+    if sub_cgroup:
+        raise ExecError("--cgroup (a sub-cgroup for the process) is not supported by ocipy yet")
+    container = _runtime(ctx).container(container_id)
+    if process_file:
+        from . import bundle
+
+        try:
+            with open(process_file) as f:
+                process = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ExecError(f"read process file {process_file}: {e}") from None
+        bundle.validate_process(process, source=os.path.basename(process_file))
+    else:
+        if not command:
+            raise ExecError("exec needs a command (or --process)")
+        process = build_process(
+            container._state.config.get("process") or {}, list(command), env=list(env), cwd=cwd, user=user,
+            additional_gids=list(additional_gids), caps=list(cap), no_new_privs=no_new_privs, tty=tty,
+        )
+    code = container.exec(process, detach=detach, pid_file=pid_file, console_socket=console_socket,
+                          preserve_fds=preserve_fds, ignore_paused=ignore_paused)
+    sys.exit(code)
 
 
 @cli.command()

@@ -62,7 +62,7 @@ def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, ke
     if detach:
         return 0
     try:
-        return _wait_foreground(container, master)
+        return wait_pid(container.pid, master)
     finally:
         if not keep:
             runtime.delete(container_id, force=True)
@@ -105,8 +105,9 @@ def _copy_winsize(master: int | None) -> None:
         pass
 
 
-def _wait_foreground(container, master: int | None) -> int:
-    pid = container.pid
+def wait_pid(pid: int, master: int | None) -> int:
+    """Wait for `pid` (our descendant: we are its subreaper), forwarding signals and relaying
+    its pty when we hold the master; return its exit code."""
     pidfd = os.pidfd_open(pid)
     previous_handlers = _forward_signals(pid, master)
     saved_tty = None

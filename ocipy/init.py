@@ -53,12 +53,13 @@ def _hooks(spec, kind: str) -> list:
     return list(getattr(spec.hooks, kind, None) or []) if spec.hooks else []
 
 
-def _fail(ctx: InitContext, exc: BaseException) -> None:
+def _fail_channel(channel: Channel, exc: BaseException) -> None:
+    """Report an error to the parent (or, once the channel is closed, to stderr) and exit."""
     msg = str(exc) or exc.__class__.__name__
     if os.environ.get("OCIPY_DEBUG_INIT"):
         msg += "\n" + traceback.format_exc()
     try:
-        ctx.channel.send({"type": "error", "msg": msg})
+        channel.send({"type": "error", "msg": msg})
     except OSError:
         try:
             os.write(2, f"ocipy init: {msg}\n".encode())
@@ -96,7 +97,7 @@ def stage1(ctx: InitContext) -> None:
             stage2(ctx)
         ctx.channel.send({"type": "pid", "pid": pid})
     except BaseException as e:  # noqa: BLE001 - a child must report everything
-        _fail(ctx, e)
+        _fail_channel(ctx.channel, e)
     os._exit(0)
 
 
@@ -105,7 +106,7 @@ def stage2(ctx: InitContext) -> None:
     try:
         _setup_and_exec(ctx)
     except BaseException as e:  # noqa: BLE001
-        _fail(ctx, e)
+        _fail_channel(ctx.channel, e)
     os._exit(1)
 
 
@@ -179,36 +180,8 @@ def _setup_and_exec(ctx: InitContext) -> None:
     if slave is not None:
         console.make_controlling_tty(slave)
 
-    process.set_rlimits(proc.rlimits)
-    process.set_oom_score_adj(proc.oom_score_adj)
-    try:
-        os.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
-    except OSError:
-        pass
-
-    notify_fd = None
-    if seccomp_filter and not proc.no_new_privileges:
-        # Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter: load it now.
-        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
-        seccomp_filter = None
-
-    _apply_user_and_capabilities(proc, setgroups_allowed=_setgroups_allowed())
-    if proc.no_new_privileges:
-        prctl.set_no_new_privs(True)
-    process.change_dir(proc.cwd)
-    env = process.env_with_home(proc.env, proc.user.uid)
-    executable = process.find_executable(proc.args[0], env)
-    if seccomp_filter and _notify_seccomp(seccomp):
-        # The notify fd must reach the listener through the parent, which waits for "ready".
-        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
-        seccomp_filter = None
-
-    process.reset_signals()
-    process.close_stray_fds(3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()))
-    if proc.user.umask is not None:
-        os.umask(proc.user.umask)
-    else:
-        os.umask(0o022)
+    launch = prepare_process(proc, seccomp, seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()))
+    notify_fd = launch.notify_fd
     ch.send({"type": "ready"}, [notify_fd] if notify_fd is not None else [])
     if notify_fd is not None:
         os.close(notify_fd)
@@ -228,12 +201,63 @@ def _setup_and_exec(ctx: InitContext) -> None:
     except Exception as e:  # noqa: BLE001 - the parent is gone: stderr is all we have
         os.write(2, f"ocipy: {e}\n".encode())
         os._exit(1)
-    if seccomp_filter:
-        seccomp_mod.load_prepared(seccomp_filter)
+    execute(launch)
+
+
+@dataclass
+class Launch:
+    """What is left to do between the end of set-up and the user's process."""
+
+    executable: str
+    args: list
+    env: dict
+    seccomp_filter: object  # a prepared filter still to load right before execve, or None
+    notify_fd: int | None
+
+
+def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int, also_keep: tuple = ()) -> Launch:
+    """Everything from rlimits to the moment before execve, shared by init and exec.
+
+    Order matters: rlimits and oom score while still root; a filter without
+    no_new_privs loads while we still hold CAP_SYS_ADMIN; the user switch keeps the
+    permitted capabilities, then the five sets are set exactly; the executable is
+    looked up as the container user, in the container's root, with its PATH.
+    """
+    process.set_rlimits(proc.rlimits)
+    process.set_oom_score_adj(proc.oom_score_adj)
     try:
-        os.execve(executable, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+        os.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
+    except OSError:
+        pass
+    notify_fd = None
+    if seccomp_filter and not proc.no_new_privileges:
+        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        seccomp_filter = None
+    _apply_user_and_capabilities(proc, setgroups_allowed=_setgroups_allowed())
+    if proc.no_new_privileges:
+        prctl.set_no_new_privs(True)
+    process.change_dir(proc.cwd)
+    env = process.env_with_home(proc.env, proc.user.uid)
+    executable = process.find_executable(proc.args[0], env)
+    if seccomp_filter and _notify_seccomp(seccomp):
+        # The notify fd must reach the listener through the parent, which waits for "ready".
+        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        seccomp_filter = None
+    process.reset_signals()
+    process.close_stray_fds(keep_fds, also_keep=also_keep)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    env_map = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd)
+
+
+def execute(launch: Launch) -> None:
+    """Load a filter that waited for the last moment, and become the user's process."""
+    if launch.seccomp_filter:
+        seccomp_mod.load_prepared(launch.seccomp_filter)
+    try:
+        os.execve(launch.executable, launch.args, launch.env)
     except OSError as e:
-        os.write(2, f'exec: "{proc.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())
+        os.write(2, f'exec: "{launch.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())
         os._exit(127 if e.errno == 2 else 126)
 
 
@@ -270,3 +294,56 @@ def _apply_user_and_capabilities(proc, *, setgroups_allowed: bool) -> None:
 
 _PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
+
+
+# --- exec: a new process in a running container ------------------------------------------
+@dataclass
+class ExecContext:
+    process: object  # ocipy.spec.Process
+    joins: list  # [(type, /proc/<pid>/ns/<name>)] in namespaces.JOIN_ORDER
+    cgroup: object
+    channel: Channel
+    seccomp: dict | None = None
+    seccomp_filter: object = None  # prepared in the parent: libseccomp is unreachable after setns(mnt)
+    console_fd: int | None = None
+    preserve_fds: int = 0
+
+
+def exec_stage1(ctx: ExecContext) -> None:
+    """Join the container's cgroup and namespaces (pid last, by forking), report the new pid."""
+    try:
+        prctl.set_dumpable(False)
+        ctx.cgroup.add_process(os.getpid())
+        for ns_type, path in ctx.joins:
+            namespaces.join(ns_type, path)
+        prctl.set_dumpable(False)
+        pid = os.fork()
+        if pid == 0:
+            exec_stage2(ctx)
+        ctx.channel.send({"type": "pid", "pid": pid})
+    except BaseException as e:  # noqa: BLE001
+        _fail_channel(ctx.channel, e)
+    os._exit(0)
+
+
+def exec_stage2(ctx: ExecContext) -> None:
+    try:
+        ctx.channel.expect("go")
+        proc = ctx.process
+        os.setsid()
+        if proc.terminal:
+            master, slave = console.open_pty("/dev/pts/ptmx")
+            if proc.console_size:
+                console.set_size(master, proc.console_size.height, proc.console_size.width)
+            console.send_master(ctx.console_fd, master)
+            os.close(master)
+            console.make_controlling_tty(slave)
+        if ctx.console_fd is not None:
+            os.close(ctx.console_fd)
+        launch = prepare_process(proc, ctx.seccomp, ctx.seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(ctx.channel.fileno(),))
+        ctx.channel.send({"type": "ready"}, [launch.notify_fd] if launch.notify_fd is not None else [])
+        ctx.channel.close()
+        execute(launch)
+    except BaseException as e:  # noqa: BLE001
+        _fail_channel(ctx.channel, e)
+    os._exit(1)

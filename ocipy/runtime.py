@@ -168,6 +168,14 @@ class Container:
         finally:
             os.close(lock)
 
+    # --- exec --------------------------------------------------------------------------
+    def exec(self, process: dict, **options) -> int:
+        """Run `process` (a runtime-spec Process) in this container; options as `ocipy exec`'s
+        flags (detach, pid_file, console_socket, preserve_fds, ignore_paused)."""
+        from .exec import exec_in_container
+
+        return exec_in_container(self, process, **options)
+
     # --- cgroup operations -------------------------------------------------------------
     def pause(self) -> None:
         if self._state.status() != "running":

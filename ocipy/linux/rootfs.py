@@ -62,6 +62,13 @@ class BindRootfs:
     rootfs: str
 
 
+@dataclass(frozen=True)
+class IdmapSpec:
+    recursive: bool  # "ridmap": every submount of an rbind gets the mapping too
+    uid_mappings: tuple  # ((container_id, host_id, size), ...)
+    gid_mappings: tuple
+
+
 @dataclass
 class MountStep:
     index: int
@@ -72,6 +79,7 @@ class MountStep:
     kind: str  # "bind", "proc", "sysfs", "cgroup", "fs"
     data: str = ""  # opts.data plus the SELinux context when there is one
     readonly_later: bool = False  # /dev tmpfs: mounted rw, made ro after the devices exist
+    idmap: IdmapSpec | None = None  # idmapped bind mount
 
     @property
     def flags(self) -> int:
@@ -133,6 +141,44 @@ def _dev_is_bind(mounts) -> bool:
     return False
 
 
+def infer_bundle(spec, rootfs: str) -> str:
+    """Relative bind sources are relative to the bundle. When the caller does not say
+    where the bundle is: a relative root.path was joined to the bundle to give `rootfs`,
+    so strip it again; otherwise fall back to the current directory (runc chdirs into
+    the bundle)."""
+    rel = _get(_get(spec, "root"), "path")
+    if rel and not os.path.isabs(rel):
+        full, rel = os.path.normpath(rootfs), os.path.normpath(rel)
+        if rel != "." and full.endswith("/" + rel):
+            return full[: -len(rel) - 1] or "/"
+    return os.getcwd()
+
+
+def _triples(mappings) -> tuple:
+    out = []
+    for mp in mappings or ():
+        if isinstance(mp, dict):
+            out.append((int(mp["containerID"]), int(mp["hostID"]), int(mp["size"])))
+        else:
+            out.append((int(mp.container_id), int(mp.host_id), int(mp.size)))
+    return tuple(out)
+
+
+def _idmap_spec(i: int, dest: str, kind: str, opts: MountOptions, m, linux) -> IdmapSpec:
+    """config.md: the mount's own uidMappings/gidMappings win; without them the
+    container's user namespace mappings are used; with neither it is an error."""
+    if kind != "bind":
+        raise ValueError(f"mount {i} ({dest}): idmapped mounts are only supported for bind mounts")
+    uids, gids = _triples(_get(m, "uid_mappings")), _triples(_get(m, "gid_mappings"))
+    if bool(uids) != bool(gids):
+        raise ValueError(f"mount {i} ({dest}): uidMappings and gidMappings must be given together")
+    if not uids:
+        uids, gids = _triples(_get(linux, "uid_mappings")), _triples(_get(linux, "gid_mappings"))
+        if not uids or not gids:
+            raise ValueError(f"mount {i} ({dest}): idmap needs uidMappings/gidMappings on the mount or a user namespace with mappings")
+    return IdmapSpec(opts.idmap == "ridmap", uids, gids)
+
+
 def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None = None, bundle: str | None = None) -> list:
     """Ordered steps of prepare(). Pure: reads neither the disk nor the kernel
     (a relative bind source is made absolute against `bundle`, default the cwd)."""
@@ -177,13 +223,14 @@ def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None 
             check_proc_destination(dest, kind)
         except ValueError as e:
             raise ValueError(f"mount {i} ({dest}): {e}") from None
+        idmap = None
         if opts.idmap or _get(m, "uid_mappings") or _get(m, "gid_mappings"):
-            raise ValueError(f"mount {i} ({dest}): idmapped mounts are not supported by ocipy yet")
+            idmap = _idmap_spec(i, dest, kind, opts, m, linux)
         data = opts.data
         if mount_label and kind == "fs" and fstype not in _FS_WITHOUT_LABEL:
             ctx = f'context="{mount_label}"'
             data = f"{data},{ctx}" if data else ctx
-        step = MountStep(i, dest, source, fstype, opts, kind, data)
+        step = MountStep(i, dest, source, fstype, opts, kind, data, idmap=idmap)
         if dest == "/dev" and kind == "fs" and opts.flags & sc.MS_RDONLY:
             step.readonly_later = True
             dev_ro = dest
@@ -344,6 +391,78 @@ def _mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True
         raise OSError(err, f"mount_setattr(set={attr_set:#x}, clear={attr_clr:#x}): {os.strerror(err)}")
 
 
+_NR_OPEN_TREE = 428  # generic numbers, same on x86_64 and aarch64
+_NR_MOVE_MOUNT = 429
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
+
+
+def _open_tree(path: str, recursive: bool) -> int:
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    fd = _libc.syscall(ctypes.c_long(_NR_OPEN_TREE), ctypes.c_int(-100), os.fsencode(path), ctypes.c_uint(flags))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
+    return fd
+
+
+def _move_mount_to_fd(tree_fd: int, target_fd: int) -> None:
+    res = _libc.syscall(
+        ctypes.c_long(_NR_MOVE_MOUNT), ctypes.c_int(tree_fd), b"", ctypes.c_int(target_fd), b"",
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+    )
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"move_mount: {os.strerror(err)}")
+
+
+def _mount_setattr_idmap(tree_fd: int, userns_fd: int, recursive: bool) -> None:
+    attr = _MountAttr(mountopts.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(tree_fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount_setattr(MOUNT_ATTR_IDMAP): {os.strerror(err)}")
+
+
+def _userns_with_mappings(uids: tuple, gids: tuple) -> int:
+    """An fd of a fresh user namespace carrying the given mappings: a child process
+    unshares it and waits while we write its maps, then we keep only the fd."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            sc.unshare(sc.CLONE_NEWUSER)
+            # our pid as the mounted /proc numbers it (we may be in a new pid namespace
+            # while /proc is still the host's)
+            os.write(ready_w, os.readlink("/proc/self").encode())
+            os.read(go_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        proc_pid = os.read(ready_r, 32).decode()
+        if not proc_pid.isdigit():
+            raise OSError(errno.ECHILD, "the helper process for the id mapping died")
+        for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            text = "".join(f"{c} {h} {n}\n" for c, h, n in maps)
+            with open(f"/proc/{proc_pid}/{name}", "w") as f:
+                f.write(text)
+        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        os.waitpid(pid, 0)
+
+
 class _Statfs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
 
@@ -371,11 +490,14 @@ def _parent_mount(path: str, mounts: list[dict]) -> dict | None:
     return best
 
 
-def _make_parent_private(rootfs: str) -> None:
-    """pivot_root refuses a new root whose parent mount is shared: make that parent private."""
+def _make_parent_unshared(rootfs: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared. Make that parent a
+    slave rather than private: the rootfs bound below it then stays a slave of the
+    host's mount (what rootfsPropagation "slave" asks for), and nothing mounted in the
+    container can propagate back through it."""
     parent = _parent_mount(os.path.realpath(rootfs), _read_mountinfo())
     if parent and any(o.startswith("shared:") for o in parent["optional"]):
-        sc.mount(None, parent["mountpoint"], None, sc.MS_PRIVATE)
+        sc.mount(None, parent["mountpoint"], None, sc.MS_SLAVE)
 
 
 def _unshare_rootfs_mount(rootfs: str) -> None:
@@ -489,7 +611,10 @@ def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
                 os.close(fd)
                 raise
     try:
-        sc.mount(src, paths.proc_fd_path(fd), None, sc.MS_BIND | (step.opts.flags & sc.MS_REC))
+        if step.idmap is not None:
+            _attach_idmapped(src, fd, step)
+        else:
+            sc.mount(src, paths.proc_fd_path(fd), None, sc.MS_BIND | (step.opts.flags & sc.MS_REC))
         nfd = _reopen(root_fd, step.destination, fd)
     finally:
         os.close(fd)
@@ -499,6 +624,22 @@ def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
         _apply_after(nfd, step.opts)
     finally:
         os.close(nfd)
+
+
+def _attach_idmapped(src: str, target_fd: int, step: MountStep) -> None:
+    """Clone the source tree detached (open_tree), give it the id mapping
+    (mount_setattr MOUNT_ATTR_IDMAP with a user namespace carrying the mapping), then
+    attach it onto the resolved destination fd itself (move_mount)."""
+    userns = _userns_with_mappings(step.idmap.uid_mappings, step.idmap.gid_mappings)
+    try:
+        tree = _open_tree(src, recursive=bool(step.opts.flags & sc.MS_REC))
+        try:
+            _mount_setattr_idmap(tree, userns, recursive=step.idmap.recursive)
+            _move_mount_to_fd(tree, target_fd)
+        finally:
+            os.close(tree)
+    finally:
+        os.close(userns)
 
 
 def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str | None = None, flags: int | None = None, data: str | None = None) -> None:
@@ -714,6 +855,8 @@ def prepare(
 ) -> None:
     """Everything before pivot_root: see the module docstring."""
     label = mount_label if mount_label and _selinux_enabled() else None
+    if bundle is None:
+        bundle = infer_bundle(spec, rootfs)
     try:
         steps = plan(spec, rootfs, in_userns=in_userns, mount_label=label, bundle=bundle)
     except ValueError as e:
@@ -724,7 +867,7 @@ def prepare(
             if isinstance(step, SetRootPropagation):
                 sc.mount(None, "/", None, step.flags)
             elif isinstance(step, BindRootfs):
-                _make_parent_private(rootfs)
+                _make_parent_unshared(rootfs)
                 sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
                 _unshare_rootfs_mount(rootfs)
                 root_fd = paths.open_root(rootfs)

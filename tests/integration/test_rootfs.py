@@ -552,3 +552,89 @@ def test_linux_device_matching_node_is_kept(rootfs):
     cfg["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o644}]
     info = run_in_namespaces(lambda: _container(cfg, rootfs, None, lambda: {"mode": os.stat("/dev/mynull").st_mode}))
     assert stat.S_ISCHR(info["mode"]) and stat.S_IMODE(info["mode"]) == 0o644
+
+
+@pytest.mark.parametrize("prop,expect", [
+    (None, ["master:"]),
+    ("slave", ["master:"]),
+    ("rslave", ["master:"]),
+    ("shared", ["shared:"]),
+    ("rshared", ["shared:"]),
+    ("private", []),
+    ("rprivate", []),
+    ("unbindable", ["unbindable"]),
+])
+def test_rootfs_propagation_against_a_shared_host_mount(rootfs, prop, expect):
+    """The rootfs lives below a shared mount of a "host" namespace that stays alive (a
+    namespace of our own, nested, so the real host is never involved): the container's
+    "/" must end up as rootfsPropagation says, and nothing the container mounts may
+    appear in the "host" namespace."""
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+    if prop:
+        cfg["linux"]["rootfsPropagation"] = prop
+    top = os.path.dirname(rootfs)
+
+    def host_side():
+        sc.mount(top, top, None, sc.MS_BIND)
+        sc.mount(None, top, None, sc.MS_SHARED)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sc.unshare(sc.CLONE_NEWNS)
+                spec = Spec.from_dict(cfg)
+                rootfs_mod.prepare(spec, rootfs, in_userns=False, new_netns=True, new_cgroupns=False, cgroup_paths=None)
+                rootfs_mod.pivot(rootfs)
+                rootfs_mod.finish(spec)
+                os.write(w, open("/proc/self/mountinfo").read().encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        os.waitpid(pid, 0)
+        host = [line for line in open("/proc/self/mountinfo").read().splitlines() if line.split()[4].startswith(top)]
+        return {"container": b"".join(chunks).decode(), "host": host}
+
+    info = run_in_namespaces(host_side)
+    root = [line for line in info["container"].splitlines() if line.split()[4] == "/"]
+    assert root, info["container"]
+    fields = root[-1].split(" - ")[0].split()[6:]
+    print(prop, fields)
+    for tag in expect:
+        assert any(f.startswith(tag) for f in fields), fields
+    if not expect:
+        assert not any(f.startswith(("shared:", "master:", "unbindable")) for f in fields), fields
+    assert len(info["host"]) == 1, f"container mounts reached the host namespace: {info['host']}"
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+def test_idmapped_bind_mount(rootfs, option):
+    with tempfile.TemporaryDirectory(prefix="ocipy-src-") as src:
+        with open(os.path.join(src, "owned-by-root"), "w") as f:
+            f.write("x")
+        os.makedirs(os.path.join(src, "sub"))
+        maps = [{"containerID": 0, "hostID": 12345, "size": 1}]
+        cfg = runc_spec_config(rootfs)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/mnt/id", "type": "bind", "source": src, "options": ["rbind", option, "nosuid"],
+                              "uidMappings": maps, "gidMappings": maps})
+
+        def submount():
+            sc.mount("tmpfs", os.path.join(src, "sub"), "tmpfs", 0, "size=1m")
+
+        def inspect():
+            st = os.stat("/mnt/id/owned-by-root")
+            sub = os.stat("/mnt/id/sub")
+            return {"owner": [st.st_uid, st.st_gid], "sub": [sub.st_uid, sub.st_gid], "mountinfo": open("/proc/self/mountinfo").read()}
+
+        info = run_in_namespaces(lambda: _container(cfg, rootfs, submount, inspect))
+        mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+        assert info["owner"] == [12345, 12345]
+        assert "idmapped" in mounts["/mnt/id"]["options"] and "nosuid" in mounts["/mnt/id"]["options"]
+        if option == "ridmap":
+            assert info["sub"] == [12345, 12345] and "idmapped" in mounts["/mnt/id/sub"]["options"]
+        else:
+            assert info["sub"] == [0, 0]

@@ -176,8 +176,21 @@ def test_v1_missing_controller_and_missing_file(v1tree):
         m.apply({"blockIO": {"weight": 10}})
     with pytest.raises(SetupError, match=r"^linux.resources.memory.swappiness: cannot write 3 to .*memory.swappiness"):
         m.apply({"memory": {"swappiness": 3}})
-    # optional files (kernel memory) are skipped when the kernel does not have them
-    m.apply({"memory": {"kernel": 1 << 20}})
+    # kernel memory limits on a kernel without them cannot be applied: an error
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.kernel: cannot write 1048576 to "):
+        m.apply({"memory": {"kernel": 1 << 20}})
+
+
+def test_verified_write_detects_an_ignored_value(v1tree, monkeypatch):
+    m, root = v1tree
+    put(root / "memory" / "ctr" / "memory.kmem.limit_in_bytes", "")
+    from ocipy.linux.cgroups import manager as mg
+
+    monkeypatch.setattr(mg, "write_file", lambda path, value: None)  # the kernel ignores the write
+    put(root / "memory" / "ctr" / "memory.kmem.limit_in_bytes", "9223372036854771712")
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.kernel: wrote 1048576 to .* but the kernel "
+                                         r"applied 9223372036854771712"):
+        m.apply({"memory": {"kernel": 1 << 20}})
 
 
 def test_v1_add_process_writes_every_hierarchy(v1tree):

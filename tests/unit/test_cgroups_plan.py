@@ -320,12 +320,12 @@ def test_memory_swap_conversion():
 
 def test_v2_full_plan():
     r = {
-        "memory": {"limit": 536870912, "reservation": 268435456, "swap": 1073741824, "kernel": 5, "swappiness": 10,
-                   "disableOOMKiller": True},
+        "memory": {"limit": 536870912, "reservation": 268435456, "swap": 1073741824, "swappiness": 10,
+                   "disableOOMKiller": False, "useHierarchy": True},
         "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "burst": 1000, "cpus": "1", "mems": "0",
                 "idle": 1},
         "pids": {"limit": -1},
-        "blockIO": {"weight": 500, "leafWeight": 10, "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
+        "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
                     "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 600}],
                     "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 300}]},
         "hugepageLimits": [{"pageSize": "1GB", "limit": 1073741824}],
@@ -372,6 +372,12 @@ def test_v2_errors_for_what_v2_cannot_express():
         res.plan_v2({"cpu": {"realtimeRuntime": 5}})
     with pytest.raises(SetupError, match="linux.resources.network"):
         res.plan_v2({"network": {"classID": 5}})
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.kernel: kernel memory limits do not exist"):
+        res.plan_v2({"memory": {"kernel": 1 << 20}})
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.disableOOMKiller: "):
+        res.plan_v2({"memory": {"disableOOMKiller": True}})
+    with pytest.raises(SetupError, match=r"^linux.resources.blockIO.leafWeight: "):
+        res.plan_v2({"blockIO": {"leafWeight": 10}})
     with pytest.raises(SetupError, match=r"not a cgroup v2 file name"):
         res.plan_v2({"unified": {".../x": "1"}})
 
@@ -598,3 +604,18 @@ def test_v1_transition_reaches_the_target_state():
     got = dr.emulate_v1(replay)
     want = dr.emulate_v1(target)
     assert got[0] == want[0] and sorted(got[1]) == sorted(want[1])
+
+
+def test_fifo_and_unbuffered_device_rules():
+    rules = [{"allow": True, "type": "p", "major": 0, "minor": 0, "access": "rwm"},
+             {"allow": True, "type": "u", "major": 4, "minor": 64, "access": "rw"}]
+    assert _files(res.plan_v1({"devices": rules})) == [("devices", "devices.deny", "a"),
+                                                       ("devices", "devices.allow", "c 4:64 rw")]
+    assert bpf.emulate_v1(rules) == (False, [bpf.Exception_("c", 4, 64, R | W)])
+
+
+def test_limits_the_kernel_may_silently_change_are_verified():
+    plan = res.plan_v1({"memory": {"kernel": 1 << 20}, "hugepageLimits": [{"pageSize": "1GB", "limit": 4 << 20}]})
+    assert [(w.filename, w.verify) for w in plan] == [("memory.kmem.limit_in_bytes", True),
+                                                      ("hugetlb.1GB.limit_in_bytes", True),
+                                                      ("hugetlb.1GB.rsvd.limit_in_bytes", True)]

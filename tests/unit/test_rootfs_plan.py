@@ -179,10 +179,36 @@ def test_proc_escape_is_refused_by_plan():
         rootfs.plan(spec_of(cfg), "/r")
 
 
-def test_idmapped_mounts_are_refused_clearly():
-    cfg = {"ociVersion": "1.3.0", "mounts": [{"destination": "/x", "source": "/tmp", "options": ["rbind", "idmap"]}]}
-    with pytest.raises(ValueError, match="idmapped"):
-        rootfs.plan(spec_of(cfg), "/r")
+def test_idmapped_mount_plan():
+    maps = [{"containerID": 0, "hostID": 12345, "size": 1}]
+    cfg = {"ociVersion": "1.3.0", "mounts": [
+        {"destination": "/a", "source": "/tmp", "options": ["rbind", "idmap"], "uidMappings": maps, "gidMappings": maps},
+        {"destination": "/b", "source": "/tmp", "options": ["rbind", "ridmap"], "uidMappings": maps, "gidMappings": maps},
+        {"destination": "/c", "type": "bind", "source": "/tmp", "uidMappings": maps, "gidMappings": maps},
+    ]}
+    d = by_dest(rootfs.plan(spec_of(cfg), "/r"))
+    assert d["/a"].idmap == rootfs.IdmapSpec(False, ((0, 12345, 1),), ((0, 12345, 1),))
+    assert d["/b"].idmap.recursive
+    assert d["/c"].idmap is not None and not d["/c"].idmap.recursive
+    assert "idmap" not in d["/a"].data
+
+
+def test_idmap_falls_back_to_the_container_mappings():
+    cfg = {"ociVersion": "1.3.0", "mounts": [{"destination": "/x", "source": "/tmp", "options": ["rbind", "idmap"]}],
+           "linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+                     "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 65536}]}}
+    m = mount_steps(rootfs.plan(spec_of(cfg), "/r"))[0]
+    assert m.idmap.uid_mappings == ((0, 1000, 65536),) and m.idmap.gid_mappings == ((0, 2000, 65536),)
+
+
+@pytest.mark.parametrize("mount,match", [
+    ({"destination": "/x", "source": "/tmp", "options": ["rbind", "idmap"]}, "user namespace"),
+    ({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}, "only supported for bind"),
+    ({"destination": "/x", "source": "/tmp", "options": ["rbind", "idmap"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}, "together"),
+])
+def test_idmap_errors(mount, match):
+    with pytest.raises(ValueError, match=match):
+        rootfs.plan(spec_of({"ociVersion": "1.3.0", "mounts": [mount]}), "/r")
 
 
 def test_mount_without_type_or_bind_is_refused():
@@ -358,3 +384,10 @@ def test_only_linux_devices_are_strict(runc_cfg):
     runc_cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     nodes = {s.node.path: s.node for s in rootfs.plan(spec_of(runc_cfg), "/r") if isinstance(s, rootfs.MakeDevice)}
     assert nodes["/dev/fuse"].strict and not nodes["/dev/null"].strict
+
+
+def test_infer_bundle():
+    assert rootfs.infer_bundle({"root": {"path": "rootfs"}}, "/b/x/rootfs") == "/b/x"
+    assert rootfs.infer_bundle({"root": {"path": "./a/rootfs/"}}, "/b/x/a/rootfs") == "/b/x"
+    assert rootfs.infer_bundle({"root": {"path": "/abs/rootfs"}}, "/abs/rootfs") == os.getcwd()
+    assert rootfs.infer_bundle({"root": {"path": "rootfs"}}, "/elsewhere/other") == os.getcwd()

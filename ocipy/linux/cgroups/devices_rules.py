@@ -48,6 +48,10 @@ def emulate_v1(rules: list[dict]) -> tuple[bool, list[DeviceException]]:
     exc: dict[tuple, int] = {}
     for i, rule in enumerate(rules):
         t = rule.get("type") or "a"
+        if t == "p":
+            continue  # FIFOs are not device-controlled
+        if t == "u":
+            t = "c"
         if t not in ("a", "b", "c"):
             raise SetupError(f"linux.resources.devices[{i}].type: invalid device type {t!r}")
         allow = bool(rule.get("allow"))

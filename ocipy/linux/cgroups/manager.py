@@ -337,6 +337,28 @@ def walk_pids(path: str) -> list[int]:
     return out
 
 
+def perform_write(directory: str, w) -> None:
+    """Carry out one resources.Write in `directory`: fallback, optional, write, verify."""
+    path = os.path.join(directory, w.filename)
+    if w.fallback is not None and not os.path.exists(path):
+        w = w.fallback
+        path = os.path.join(directory, w.filename)
+    if w.optional and not os.path.exists(path):
+        return
+    try:
+        write_file(path, w.value)
+    except OSError as e:
+        raise write_error(w.field, w.value, path, e) from e
+    if w.verify:
+        try:
+            got = read_file(path).strip()
+        except OSError as e:
+            raise write_error(w.field, w.value, path, e) from e
+        if got != w.value.strip():
+            raise SetupError(f"{w.field}: wrote {w.value.strip()} to {path} but the kernel applied {got} "
+                             "(ignored, or rounded to its granularity)")
+
+
 def write_error(field: str, value: str, path: str, err: OSError) -> SetupError:
     """The SetupError for a value the host refused, naming the JSON field and the file."""
     reason = os.strerror(err.errno) if err.errno else str(err)

@@ -39,6 +39,9 @@ class Write(NamedTuple):
     field: the JSON field it comes from, for error messages.
     optional: skip silently when the file does not exist on this host.
     fallback: another Write to use instead when `filename` does not exist.
+    verify: read the file back after writing; a different number means the kernel
+      accepted but did not apply the value (deprecated kernel memory limits are
+      ignored, hugetlb limits are rounded down to whole pages): an error.
     """
 
     controller: str
@@ -47,6 +50,7 @@ class Write(NamedTuple):
     field: str
     optional: bool = False
     fallback: "Write | None" = None
+    verify: bool = False
 
 
 P = "linux.resources"
@@ -131,6 +135,8 @@ def _dev(entry: dict, field: str) -> str:
 def device_rule_text(rule: dict) -> str:
     """An OCI device rule -> the v1 devices.allow/deny line: "c 1:3 rwm"."""
     t = rule.get("type") or "a"
+    if t == "u":
+        t = "c"  # an unbuffered character device is a character device to the cgroup
     if t not in ("a", "b", "c"):
         raise SetupError(f"{P}.devices: invalid device type {t!r}")
     if t == "a":
@@ -166,6 +172,8 @@ def plan_devices_v1(devices: list | None, current_list: str | None = None) -> li
         field = f"{P}.devices[{i}]"
         if "allow" not in rule:
             raise SetupError(f"{field}.allow is required")
+        if rule.get("type") == "p":
+            continue  # FIFOs are not device-controlled: nothing to allow or deny
         fname = "devices.allow" if rule["allow"] else "devices.deny"
         writes.append(Write("devices", fname, device_rule_text(rule), field))
     return writes
@@ -215,12 +223,13 @@ def plan_v1(resources: dict | None, current: dict | None = None) -> list[Write]:
             w.append(Write("memory", "memory.soft_limit_in_bytes",
                            _v1_num(_int(mem["reservation"], f + ".reservation")), f + ".reservation"))
         if _set(mem.get("kernel")):
-            # deprecated; recent kernels accept and ignore it or lack the file
-            w.append(Write("memory", "memory.kmem.limit_in_bytes",
-                           _v1_num(_int(mem["kernel"], f + ".kernel")), f + ".kernel", optional=True))
+            # deprecated: recent kernels lack the file, or accept the write and ignore it
+            # (verify catches that); either way the limit cannot be applied: an error
+            k = _int(mem["kernel"], f + ".kernel")
+            w.append(Write("memory", "memory.kmem.limit_in_bytes", _v1_num(k), f + ".kernel", verify=k > 0))
         if _set(mem.get("kernelTCP")):
-            w.append(Write("memory", "memory.kmem.tcp.limit_in_bytes",
-                           _v1_num(_int(mem["kernelTCP"], f + ".kernelTCP")), f + ".kernelTCP", optional=True))
+            k = _int(mem["kernelTCP"], f + ".kernelTCP")
+            w.append(Write("memory", "memory.kmem.tcp.limit_in_bytes", _v1_num(k), f + ".kernelTCP", verify=k > 0))
         if mem.get("swappiness") is not None and mem["swappiness"] != -1:
             sw = _int(mem["swappiness"], f + ".swappiness")
             if not 0 <= sw <= 100:
@@ -299,8 +308,9 @@ def plan_v1(resources: dict | None, current: dict | None = None) -> list[Write]:
         fi = f"{P}.hugepageLimits[{i}]"
         size = check_page_size(h.get("pageSize"), fi + ".pageSize")
         v = str(_int(h.get("limit"), fi + ".limit"))
-        w.append(Write("hugetlb", f"hugetlb.{size}.limit_in_bytes", v, fi + ".limit"))
-        w.append(Write("hugetlb", f"hugetlb.{size}.rsvd.limit_in_bytes", v, fi + ".limit", optional=True))
+        w.append(Write("hugetlb", f"hugetlb.{size}.limit_in_bytes", v, fi + ".limit", verify=True))
+        w.append(Write("hugetlb", f"hugetlb.{size}.rsvd.limit_in_bytes", v, fi + ".limit", optional=True,
+                       verify=True))
 
     net = r.get("network") or {}
     if net:
@@ -340,9 +350,11 @@ def plan_v2(resources: dict | None, current: dict | None = None) -> list[Write]:
     current: "cpu.max": the current "quota period" text (to change only one half);
       "memory.max": the current memory limit text (to convert a swap limit
       given without a memory limit, as in `update --memory-swap`).
-    Settings that have no v2 file (kernel memory, swappiness, OOM-killer switch,
-    useHierarchy, leafWeight) are skipped, as runc does; settings whose meaning
-    would be lost (realtime cpu, net_cls/net_prio) raise SetupError.
+    Settings v2 cannot express raise SetupError (runtime.md: a property the runtime
+    cannot apply is an error): kernel/kernelTCP limits, disableOOMKiller true,
+    useHierarchy false, leafWeight, realtime cpu, net_cls/net_prio. Settings that
+    v2 already satisfies are accepted (useHierarchy true, disableOOMKiller false).
+    swappiness is skipped, as runc and crun do: v2 has no per-cgroup swappiness.
     """
     r = resources or {}
     current = current or {}
@@ -360,6 +372,13 @@ def plan_v2(resources: dict | None, current: dict | None = None) -> list[Write]:
             cur = str(current.get("memory.max", "")).strip()
             base = -1 if cur == "max" else int(cur) if cur.isdigit() else 0
         swap_v2 = memory_swap_to_v2(swap, base)
+        for key in ("kernel", "kernelTCP"):
+            if _set(mem.get(key)) and mem[key] != -1:
+                raise SetupError(f"{f}.{key}: kernel memory limits do not exist in cgroup v2")
+        if mem.get("disableOOMKiller"):
+            raise SetupError(f"{f}.disableOOMKiller: cgroup v2 cannot disable the OOM killer")
+        if mem.get("useHierarchy") is False:
+            raise SetupError(f"{f}.useHierarchy: cgroup v2 memory accounting is always hierarchical")
         # order: memory.max before memory.swap.max is fine in v2 (independent limits)
         if _set(limit):
             w.append(Write("memory", "memory.max", _v2_num(limit), f + ".limit"))
@@ -414,6 +433,8 @@ def plan_v2(resources: dict | None, current: dict | None = None) -> list[Write]:
             w.append(Write("io", "io.bfq.weight", str(v), f + ".weight",
                            fallback=Write("io", "io.weight", f"default {blkio_weight_to_io_weight(v)}",
                                           f + ".weight")))
+        if _set(bio.get("leafWeight")) or any(d.get("leafWeight") for d in bio.get("weightDevice") or []):
+            raise SetupError(f"{f}.leafWeight: cgroup v2 has no leaf weights")
         for i, d in enumerate(bio.get("weightDevice") or []):
             fi = f"{f}.weightDevice[{i}]"
             dev = _dev(d, fi)
@@ -433,8 +454,8 @@ def plan_v2(resources: dict | None, current: dict | None = None) -> list[Write]:
         fi = f"{P}.hugepageLimits[{i}]"
         size = check_page_size(h.get("pageSize"), fi + ".pageSize")
         v = str(_int(h.get("limit"), fi + ".limit"))
-        w.append(Write("hugetlb", f"hugetlb.{size}.max", v, fi + ".limit"))
-        w.append(Write("hugetlb", f"hugetlb.{size}.rsvd.max", v, fi + ".limit", optional=True))
+        w.append(Write("hugetlb", f"hugetlb.{size}.max", v, fi + ".limit", verify=True))
+        w.append(Write("hugetlb", f"hugetlb.{size}.rsvd.max", v, fi + ".limit", optional=True, verify=True))
 
     net = r.get("network") or {}
     if _set(net.get("classID")) or net.get("priorities"):

@@ -21,9 +21,9 @@ from .manager import (
     CgroupManager,
     destroy_created,
     makedirs_tracked,
+    perform_write,
     read_file,
     walk_pids,
-    write_error,
     write_file,
 )
 
@@ -152,16 +152,7 @@ class V1Manager(CgroupManager):
                 if w.optional:
                     continue
                 raise SetupError(f"{w.field}: the {w.controller} cgroup controller is not mounted on this host")
-            path = os.path.join(d, w.filename)
-            if w.fallback is not None and not os.path.exists(path):
-                w = w.fallback
-                path = os.path.join(d, w.filename)
-            if w.optional and not os.path.exists(path):
-                continue
-            try:
-                write_file(path, w.value)
-            except OSError as e:
-                raise write_error(w.field, w.value, path, e) from e
+            perform_write(d, w)
 
     # --- processes ---------------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from .manager import (
     CgroupManager,
     destroy_created,
     makedirs_tracked,
+    perform_write,
     read_file,
     walk_pids,
-    write_error,
     write_file,
 )
 
@@ -127,16 +127,7 @@ class V2Manager(CgroupManager):
                     f"(cgroup.controllers: {' '.join(have) or 'none'})")
         self._check_before_update(resources)
         for w in writes:
-            path = os.path.join(self.path, w.filename)
-            if w.fallback is not None and not os.path.exists(path):
-                w = w.fallback
-                path = os.path.join(self.path, w.filename)
-            if w.optional and not os.path.exists(path):
-                continue
-            try:
-                write_file(path, w.value)
-            except OSError as e:
-                raise write_error(w.field, w.value, path, e) from e
+            perform_write(self.path, w)
         if resources.get("devices") is not None:
             self.set_devices(resources["devices"])
 

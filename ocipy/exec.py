@@ -1,0 +1,214 @@
+"""`exec`: run a new process in a running container (parent side; the child side is in init.py).
+
+The process comes from --process (a Process JSON, as engines send it) or is built
+from the container's own config.json process with the command line's overrides,
+as runc builds it. Failures exit 255 with runc's "exec failed: ..." wording.
+"""
+
+import copy
+import os
+import socket
+
+from .errors import OcipyError
+from .sync import Channel, ChildError
+
+
+class ExecError(OcipyError):
+    exit_code = 255
+
+    def __init__(self, message: str):
+        super().__init__(f"exec failed: {message}")
+
+
+def build_process(
+    base: dict,
+    args: list[str],
+    *,
+    env: list[str] = (),
+    cwd: str | None = None,
+    user: str | None = None,
+    additional_gids: list[int] = (),
+    caps: list[str] = (),
+    no_new_privs: bool = False,
+    tty: bool = False,
+) -> dict:
+    """Pure: the container's process with runc exec's overrides (args, env added, cwd, user, caps...)."""
+    proc = copy.deepcopy(base)
+    proc["args"] = list(args)
+    proc["terminal"] = tty
+    proc.pop("consoleSize", None)
+    if env:
+        names = {e.split("=", 1)[0] for e in env}
+        proc["env"] = [e for e in proc.get("env", []) if e.split("=", 1)[0] not in names] + list(env)
+    if cwd:
+        proc["cwd"] = cwd
+    if user:
+        uid, _, gid = user.partition(":")
+        proc["user"] = {**proc.get("user", {}), "uid": int(uid)}
+        if gid:
+            proc["user"]["gid"] = int(gid)
+    if additional_gids:
+        proc.setdefault("user", {"uid": 0, "gid": 0})["additionalGids"] = list(additional_gids)
+    if caps:
+        sets = proc.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted", "ambient"):
+            current = sets.setdefault(name, [])
+            current += [c for c in caps if c not in current]
+    if no_new_privs:
+        proc["noNewPrivileges"] = True
+    return proc
+
+
+def namespaces_to_join(config: dict, pid: int) -> list[tuple[str, str]]:
+    """The container's namespaces, as /proc/<pid>/ns paths, in join order; ones we share are skipped."""
+    from .linux.namespaces import JOIN_ORDER, PROC_NAMES
+
+    types = {ns["type"] for ns in (config.get("linux") or {}).get("namespaces", [])}
+    out = []
+    for ns_type in JOIN_ORDER:
+        if ns_type not in types:
+            continue
+        path = f"/proc/{pid}/ns/{PROC_NAMES[ns_type]}"
+        try:
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{PROC_NAMES[ns_type]}").st_ino:
+                continue  # setns into one's own user namespace is EINVAL; the others are no-ops
+        except FileNotFoundError:
+            raise ExecError("cannot exec in a stopped container") from None
+        out.append((ns_type, path))
+    return out
+
+
+def exec_in_container(
+    container,
+    process: dict,
+    *,
+    detach: bool = False,
+    pid_file: str | None = None,
+    console_socket: str | socket.socket | None = None,
+    preserve_fds: int = 0,
+    ignore_paused: bool = False,
+) -> int:
+    """Start `process` in the container; in the foreground wait and return its exit code."""
+    import prctl
+
+    from .create import write_pid_file
+    from .init import ExecContext, exec_stage1
+    from .spec import Process
+
+    state = container._state
+    status = state.status()
+    if status == "stopped":
+        raise ExecError("cannot exec in a stopped container")
+    if status == "paused" and not ignore_paused:
+        raise ExecError("cannot exec in a paused container")
+    proc = Process.from_dict(process)
+    if proc.terminal and console_socket is None and detach:
+        raise ExecError("cannot allocate tty if ocipy will detach without setting console socket")
+    if not proc.terminal and console_socket is not None:
+        raise ExecError("--console-socket is set but process.terminal is false")
+
+    own_console = None
+    if proc.terminal and console_socket is None:
+        own_console, console_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    console_sock = None
+    if isinstance(console_socket, str):
+        from .linux.console import connect
+
+        console_sock = connect(console_socket)
+    elif console_socket is not None:
+        console_sock = console_socket
+
+    seccomp = (state.config.get("linux") or {}).get("seccomp")
+    seccomp_filter = None
+    if seccomp:
+        from .linux import seccomp as seccomp_mod
+
+        seccomp_filter = seccomp_mod.prepare(seccomp)
+    parent_ch, child_ch = Channel.pair()
+    ctx = ExecContext(
+        process=proc,
+        joins=namespaces_to_join(state.config, state.pid),
+        cgroup=state.cgroup(),
+        channel=child_ch,
+        seccomp=seccomp,
+        seccomp_filter=seccomp_filter,
+        console_fd=console_sock.fileno() if console_sock else None,
+        preserve_fds=preserve_fds,
+    )
+    was_subreaper = prctl.get_child_subreaper()
+    if not detach:
+        prctl.set_child_subreaper(True)  # the exec'd process is reparented to us when stage 1 exits
+    try:
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            parent_ch.close()
+            exec_stage1(ctx)
+            os._exit(1)
+        child_ch.close()
+        if console_sock is not None:
+            console_sock.close()
+        pid = _converse(parent_ch, stage1_pid, state, seccomp)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        if detach:
+            return 0
+        master = None
+        if own_console is not None:
+            from .linux.console import receive_master
+
+            master = receive_master(own_console)
+        from .foreground import wait_pid
+
+        return wait_pid(pid, master)
+    finally:
+        parent_ch.close()
+        if own_console is not None:
+            own_console.close()
+        prctl.set_child_subreaper(was_subreaper)
+
+
+def _converse(ch: Channel, stage1_pid: int, state, seccomp: dict | None) -> int:
+    pid = 0
+    try:
+        while True:
+            msg, fds = ch.recv()
+            if msg is None:
+                raise ExecError("the exec'd process exited during set-up")
+            if msg["type"] == "error":
+                raise ChildError(msg["msg"])
+            if msg["type"] == "pid":
+                pid = msg["pid"]
+                os.waitpid(stage1_pid, 0)
+                stage1_pid = 0
+                ch.send({"type": "go"})
+            elif msg["type"] == "ready":
+                if fds:
+                    from .linux import seccomp as seccomp_mod
+
+                    try:
+                        seccomp_mod.send_to_listener(seccomp.get("listenerPath"), fds[0], state.hook_state("running"), seccomp.get("listenerMetadata", ""), pid=pid)
+                    finally:
+                        os.close(fds[0])
+                return pid
+    except ChildError as e:
+        _kill(pid, stage1_pid)
+        raise ExecError(f"unable to start container process: {e}") from None
+    except BaseException:
+        _kill(pid, stage1_pid)
+        raise
+
+
+def _kill(pid: int, stage1_pid: int) -> None:
+    import signal
+
+    for p in (pid, stage1_pid):
+        if p:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if stage1_pid:
+        try:
+            os.waitpid(stage1_pid, 0)
+        except ChildProcessError:
+            pass
