@@ -118,7 +118,7 @@ class Harness:
         return b.read_stdout()
 
     def run_ok(self, b, script, timeout=20):
-        """Run `sh -c script`; return its stdout (stderr is appended on failure)."""
+        """Run `sh -c script` to completion; return its stdout."""
         b.sh(script)
         return self.run(b, timeout)
 

@@ -22,9 +22,9 @@ def _clip(s, n):
 
 
 def format_table(results, runtime):
-    width = max(shutil.get_terminal_size((160, 20)).columns, 120)
-    rw, tw, ow = 40, 44, 6
-    why_w = max(width - rw - tw - ow - len(runtime) - 10, 30)
+    width = max(shutil.get_terminal_size((220, 20)).columns, 220)
+    rw, tw, ow = 40, 56, 6
+    why_w = max(width - rw - tw - ow - len(runtime) - 4, 90)
     head = f"{'requirement':<{rw}} {'test':<{tw}} {'runtime':<{len(runtime)}} {'result':<{ow}} why"
     lines = [head, "-" * min(width, len(head) + why_w)]
     for e in sorted(results, key=lambda e: (_req(e), e["test"])):
@@ -49,7 +49,7 @@ def compare(path_a, path_b):
         na, nb = na + "(A)", nb + "(B)"
     ra = {e["test"]: e for e in a["results"]}
     rb = {e["test"]: e for e in b["results"]}
-    rw, tw = 40, 48
+    rw, tw = 40, 56
     print(f"{'requirement':<{rw}} {'test':<{tw}} {na:<10} {nb:<10} note")
     print("-" * 130)
     diff = 0

@@ -219,3 +219,36 @@ def test_cgroup_ownership(oci):
     pure_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     if not pure_v2:
         pytest.skip("cgroup ownership rules apply to cgroup v2 only; this host runs v1 controllers (hybrid)")
+
+
+# -- absolute-path rules -------------------------------------------------------------------
+@requirement("config-linux.md#namespaces", "path ... This value MUST be an absolute path in the runtime mount namespace.")
+def test_namespace_relative_path(oci):
+    b = oci.bundle()
+    b.namespace("network", "proc/self/ns/net")
+    assert not oci.create(b, check=False).ok
+
+
+# config-linux.md#masked-paths / #readonly-paths: "The values MUST be absolute paths in the
+# container namespace." with config.md#valid-values "Runtimes MUST generate an error when
+# invalid or unsupported values are encountered."  runc 1.1.5 accepts relative entries.
+@runc_deviation("relative maskedPaths / readonlyPaths entries are accepted")
+@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths"])
+@requirement("config-linux.md#readonly-paths", "The values MUST be absolute paths in the container namespace.")
+@requirement("config-linux.md#masked-paths", "The values MUST be absolute paths in the container namespace.")
+def test_masked_readonly_paths_relative(oci, field):
+    b = oci.bundle()
+    os.makedirs(os.path.join(b.rootfs, "reldir"))
+    b.linux[field] = ["reldir"]
+    r = oci.create(b, check=False)
+    assert not r.ok, f"relative {field} entry accepted"
+
+
+@requirement("config-linux.md#user-namespace-mappings", "containerID is the starting uid/gid in the container; hostID ... to be mapped to containerID")
+def test_user_namespace_non_root_user(oci):
+    from .test_config_linux import use_userns
+    b = use_userns(oci.bundle()).sh("id -u; id -g; touch /out/by-user")
+    b.process["user"] = {"uid": 1000, "gid": 1000}
+    assert oci.run(b).split() == ["1000", "1000"]
+    st = os.stat(b.shared_file("by-user"))
+    assert (st.st_uid, st.st_gid) == (101000, 101000)

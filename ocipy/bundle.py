@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from ocipy.errors import ConfigError
 from ocipy.linux.capnames import CAPABILITIES
+from ocipy.linux.process import RLIMITS
 from ocipy.spec import Spec
 
 __all__ = [
@@ -26,24 +27,6 @@ __all__ = [
 ]
 
 # getrlimit(2) resources, by number (include/uapi/asm-generic/resource.h).
-RLIMITS: dict[str, int] = {
-    "RLIMIT_CPU": 0,
-    "RLIMIT_FSIZE": 1,
-    "RLIMIT_DATA": 2,
-    "RLIMIT_STACK": 3,
-    "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6,
-    "RLIMIT_NOFILE": 7,
-    "RLIMIT_MEMLOCK": 8,
-    "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": 11,
-    "RLIMIT_MSGQUEUE": 12,
-    "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}
 
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -99,25 +82,30 @@ def load_spec(bundle: str) -> Spec:
 # Public validators
 
 
-def validate_config(config: dict, bundle: str | None = None) -> None:
+def validate_config(config: dict, bundle: str | None = None) -> list[str]:
     """Schema + semantic checks of a config.json dict; ConfigError listing every problem.
 
     With `bundle`, root.path (relative to the bundle) must also name an existing directory.
+    Returns the warnings the runtime must log (config.md: unknown capabilities are logged,
+    not refused).
     """
     problems = _Problems("config.json")
     problems.extend(schema_problems(config, CONFIG_SCHEMA, "config.json"))
     if isinstance(config, dict):
         _check_config(config, problems, bundle)
     problems.raise_if_any()
+    return problems.warnings
 
 
-def validate_process(process: dict, source: str = "process.json") -> None:
-    """The same checks for a standalone Process object (`exec --process`), prefixed by `source`."""
+def validate_process(process: dict, source: str = "process.json") -> list[str]:
+    """The same checks for a standalone Process object (`exec --process`), prefixed by `source`;
+    returns the warnings to log."""
     problems = _Problems(source)
     problems.extend(schema_problems(process, PROCESS_SCHEMA, source))
     if isinstance(process, dict):
         _check_process(process, problems, (), windows=False, linux=True)
     problems.raise_if_any()
+    return problems.warnings
 
 
 def require_process(config: dict) -> None:
@@ -153,6 +141,13 @@ class _Problems:
     def __init__(self, source: str):
         self.source = source
         self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def warn(self, pointer: str, rule: str) -> None:
+        """Something the spec says to log, not to refuse (e.g. an unknown capability)."""
+        line = f"{self.source}: {pointer or '/'}: {rule}"
+        if line not in self.warnings:
+            self.warnings.append(line)
 
     def add(self, pointer: str, rule: str) -> None:
         line = f"{self.source}: {pointer or '/'}: {rule}"
@@ -377,9 +372,7 @@ def _namespaces(linux: dict) -> dict[str, dict]:
 
 
 def _check_mount(mount: dict, problems: _Problems, i: int, windows: bool, namespaces: dict) -> None:
-    if not windows:
-        # config.md allows (deprecated) relative destinations on Linux; ocipy does not.
-        _absolute(problems, mount.get("destination"), "mounts", i, "destination")
+    # config.md: on Linux a destination MAY be relative (deprecated), read as relative to "/".
     has_uid, has_gid = "uidMappings" in mount, "gidMappings" in mount
     if has_uid != has_gid:
         missing = "gidMappings" if has_uid else "uidMappings"
@@ -431,7 +424,8 @@ def _check_linux_process(process: dict, problems: _Problems, base: tuple) -> Non
     for kind in CAPABILITY_SETS:
         for i, name in enumerate(_items(capabilities.get(kind))):
             if isinstance(name, str) and name not in CAPABILITIES:
-                problems.add(_ptr(base + ("capabilities", kind, i)), f"{_show(name)} is not a capability")
+                # config.md: "MUST be logged as a warning ... SHOULD NOT fail".
+                problems.warn(_ptr(base + ("capabilities", kind, i)), f"{_show(name)} is not a capability: ignored")
 
     seen: dict[str, int] = {}
     for i, rlimit in enumerate(_items(process.get("rlimits"))):

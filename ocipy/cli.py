@@ -211,7 +211,8 @@ def exec(ctx, process_file, tty, console_socket, detach, pid_file, cwd, env, use
                 process = json.load(f)
         except (OSError, ValueError) as e:
             raise ExecError(f"read process file {process_file}: {e}") from None
-        bundle.validate_process(process, source=os.path.basename(process_file))
+        for warning in bundle.validate_process(process, source=os.path.basename(process_file)):
+            logs.logger.warning(warning)
     else:
         if not command:
             raise ExecError("exec needs a command (or --process)")

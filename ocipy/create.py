@@ -14,6 +14,7 @@ import signal
 import socket
 
 from . import bundle as bundle_mod
+from . import logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .hooks import run_hooks
 from .init import InitContext, stage1
@@ -45,7 +46,8 @@ def create_container(
 ) -> ContainerState:
     bundle = os.path.abspath(bundle)
     config = bundle_mod.load_config(bundle)
-    bundle_mod.validate_config(config, bundle)
+    for warning in bundle_mod.validate_config(config, bundle):
+        logs.logger.warning(warning)
     from .spec import Spec
 
     spec = Spec.from_dict(config)
@@ -57,6 +59,12 @@ def create_container(
         raise ConfigError("cannot allocate tty if ocipy will detach without setting console socket")
     if not spec.process.terminal and console_socket is not None:
         raise ConfigError("--console-socket is set but process.terminal is false")
+    if spec.linux.intel_rdt:
+        # config-linux.md#intelrdt: without resctrl the runtime MUST generate an error; with it,
+        # ocipy does not implement RDT yet, and says so rather than ignore the request.
+        if not _resctrl_mounted():
+            raise SetupError("linux.intelRdt: no resctrl filesystem is mounted (/sys/fs/resctrl)")
+        raise SetupError("linux.intelRdt: Intel RDT is not supported by ocipy yet")
     rootfs = spec.root.path if os.path.isabs(spec.root.path) else os.path.join(bundle, spec.root.path)
 
     state_dir = store.reserve(container_id)
@@ -129,8 +137,12 @@ def create_container(
     except BaseException as e:
         _undo(pid, stage1_pid, cgroup)
         store.release(container_id)
+        if isinstance(e, HookError) or (isinstance(e, ChildError) and e.hook):
+            # runtime.md: a failed prestart/createRuntime/createContainer hook stops the container
+            # and the lifecycle goes on at step 12: destroyed above, then the poststop hooks.
+            _run_poststop(spec, container_id, bundle)
         if isinstance(e, ChildError):
-            raise SetupError(f"unable to start container process: {e}") from None
+            raise (HookError if e.hook else SetupError)(f"unable to start container process: {e}") from None
         if isinstance(e, EOFError):
             raise SetupError("unable to start container process: container init exited unexpectedly") from None
         if isinstance(e, OSError) and not isinstance(e, OcipyError):
@@ -155,7 +167,7 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
             raise EOFError
         kind = msg.get("type")
         if kind == "error":
-            raise ChildError(msg.get("msg"))
+            raise ChildError(msg.get("msg"), hook=msg.get("hook", False))
         if kind == "idmap":
             try:
                 idmap.write_maps(msg["pid"], spec.linux.uid_mappings, spec.linux.gid_mappings)
@@ -210,6 +222,20 @@ def _undo(pid: int, stage1_pid: int, cgroup) -> None:
             cgroup.destroy()
         except OSError:
             pass
+
+
+def _resctrl_mounted() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" - ", 1)[-1].startswith("resctrl ") for line in f)
+
+
+def _run_poststop(spec, container_id: str, bundle: str) -> None:
+    from .hooks import run_hooks_warn
+
+    state = {"ociVersion": spec.oci_version, "id": container_id, "status": "stopped", "pid": 0, "bundle": bundle}
+    if spec.annotations:
+        state["annotations"] = spec.annotations
+    run_hooks_warn(spec.hooks.poststop if spec.hooks else [], state, kind="poststop", warn=logs.logger.warning, cwd=bundle)
 
 
 def _connect_console(path: str) -> socket.socket:

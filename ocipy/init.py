@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import prctl
 
+from .errors import HookError
 from .hooks import run_hooks
 from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls
 from .linux import seccomp as seccomp_mod
@@ -59,7 +60,7 @@ def _fail_channel(channel: Channel, exc: BaseException) -> None:
     if os.environ.get("OCIPY_DEBUG_INIT"):
         msg += "\n" + traceback.format_exc()
     try:
-        channel.send({"type": "error", "msg": msg})
+        channel.send({"type": "error", "msg": msg, "hook": isinstance(exc, HookError)})
     except OSError:
         try:
             os.write(2, f"ocipy init: {msg}\n".encode())
@@ -79,14 +80,15 @@ def stage1(ctx: InitContext) -> None:
         ctx.cgroup.add_process(os.getpid())
         for ns_type, path in plan.join:
             namespaces.join(ns_type, path)
+            if ns_type == "user":
+                _become_root_in_userns()
         if plan.new_user:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
             # Joining or creating namespaces can reset dumpable: be sure before anything else.
             prctl.set_dumpable(False)
             ctx.channel.send({"type": "idmap", "pid": os.getpid()})
             ctx.channel.expect("idmap-done")
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            _become_root_in_userns()
         if plan.unshare_flags:
             syscalls.unshare(plan.unshare_flags)
         if plan.is_new("time") and ctx.spec.linux.time_offsets:
@@ -122,8 +124,7 @@ def _setup_and_exec(ctx: InitContext) -> None:
     spec, linux, proc = ctx.spec, ctx.spec.linux, ctx.spec.process
     plan = ctx.ns_plan
     ch = ctx.channel
-    go = ch.expect("go")
-    host_pid = go["pid"]
+    ch.expect("go")
 
     os.setsid()
     if plan.is_new("network"):
@@ -159,7 +160,10 @@ def _setup_and_exec(ctx: InitContext) -> None:
     # createContainer hooks here, in the container's namespaces, before pivot_root.
     ch.send({"type": "hooks"})
     ch.expect("hooks-done")
-    state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": host_pid, "bundle": ctx.bundle}
+    for host_name, dev in (linux.net_devices or {}).items():  # moved in by the parent just now
+        network.link_up(dev.get("name") or host_name)
+    # runtime.md: hooks in the container namespace get the pid as the container sees it.
+    state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": os.getpid(), "bundle": ctx.bundle}
     if ctx.annotations:
         state["annotations"] = ctx.annotations
     run_hooks(_hooks(spec, "create_container"), state, kind="createContainer", cwd=ctx.bundle)
@@ -177,6 +181,8 @@ def _setup_and_exec(ctx: InitContext) -> None:
     rootfs.finish(spec)
     if linux and linux.personality:
         syscalls.personality(_PERSONALITY[linux.personality.domain])
+    if linux:
+        process.set_memory_policy(linux.memory_policy)
     if slave is not None:
         console.make_controlling_tty(slave)
 
@@ -187,20 +193,20 @@ def _setup_and_exec(ctx: InitContext) -> None:
         os.close(notify_fd)
     ch.close()
 
-    # Block until `start` opens the fifo for reading.
+    # Block until `start` opens the fifo for reading, run the startContainer hooks while
+    # `start` waits, then tell it "0" (going on to execve) or "1<why>" (stopping here).
     fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fd, b"0")
-    os.close(fd)
     os.close(fifo_fd)
-
-    start_state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "created", "pid": host_pid, "bundle": ctx.bundle}
+    start_state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "created", "pid": os.getpid(), "bundle": ctx.bundle}
     if ctx.annotations:
         start_state["annotations"] = ctx.annotations
     try:
         run_hooks(_hooks(spec, "start_container"), start_state, kind="startContainer")
-    except Exception as e:  # noqa: BLE001 - the parent is gone: stderr is all we have
-        os.write(2, f"ocipy: {e}\n".encode())
+    except Exception as e:  # noqa: BLE001 - reported to `start` through the fifo
+        os.write(fd, b"1" + str(e).encode()[:3000])
         os._exit(1)
+    os.write(fd, b"0")
+    os.close(fd)
     execute(launch)
 
 
@@ -225,6 +231,8 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     """
     process.set_rlimits(proc.rlimits)
     process.set_oom_score_adj(proc.oom_score_adj)
+    process.set_scheduler(proc.scheduler)
+    process.set_io_priority(proc.io_priority)
     try:
         os.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
     except OSError:
@@ -259,6 +267,18 @@ def execute(launch: Launch) -> None:
     except OSError as e:
         os.write(2, f'exec: "{launch.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())
         os._exit(127 if e.errno == 2 else 126)
+
+
+def _become_root_in_userns() -> None:
+    """Take the namespace's root ids: our host ids may be unmapped there (the overflow id),
+    which makes mounts such as devpts with gid= fail."""
+    if _setgroups_allowed():
+        try:
+            os.setgroups([])
+        except PermissionError:
+            pass
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 
 
 def _write_sysctl(key: str, value: str) -> None:
@@ -316,6 +336,8 @@ def exec_stage1(ctx: ExecContext) -> None:
         ctx.cgroup.add_process(os.getpid())
         for ns_type, path in ctx.joins:
             namespaces.join(ns_type, path)
+            if ns_type == "user":
+                _become_root_in_userns()
         prctl.set_dumpable(False)
         pid = os.fork()
         if pid == 0:

@@ -70,6 +70,9 @@ class Container:
 
     # --- start ---------------------------------------------------------------------
     def start(self) -> None:
+        from .errors import HookError
+        from .hooks import run_hooks
+
         store = self.runtime.store
         lock = store.lock(self.id)
         try:
@@ -78,23 +81,45 @@ class Container:
                 raise InvalidState("cannot start a container that has stopped")
             if status != "created":
                 raise InvalidState("cannot start an already running container")
-            self._release_init()
-            remove_quietly(self._state.fifo_path)
+            try:
+                self._release_init()
+            finally:
+                remove_quietly(self._state.fifo_path)
+        except HookError:
+            self._stop_after_failed_hook()
+            raise
         finally:
             os.close(lock)
-        from .hooks import run_hooks
-        from .errors import HookError
-
         try:
             run_hooks(self._hooks("poststart"), self._state.hook_state("running"), kind="poststart", cwd=self._state.data["bundle"])
         except HookError:
-            # runtime.md: a failed poststart hook is an error and the container is stopped.
-            self._kill_init(_signal.SIGKILL)
+            self._stop_after_failed_hook()
             raise
 
+    def _stop_after_failed_hook(self) -> None:
+        """runtime.md: a failed startContainer or poststart hook stops the container and the
+        lifecycle goes on at step 12: destroy it, run poststop. `delete` then only removes the
+        record (and does not run poststop twice)."""
+        self._kill_init(_signal.SIGKILL)
+        wait_exit(self.pid, 10)
+        self._run_poststop()
+
+    def _run_poststop(self) -> None:
+        if self._state.data.get("poststop_done"):
+            return
+        from . import logs
+        from .hooks import run_hooks_warn
+
+        self._state.data["poststop_done"] = True
+        self._state.save()
+        run_hooks_warn(self._hooks("poststop"), self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
+
     def _release_init(self) -> None:
-        """Open exec.fifo for reading: pid 1, blocked writing to it, goes on to execve."""
+        """Open exec.fifo for reading: pid 1, blocked opening it, runs the startContainer hooks
+        and answers "0" before it execs the user's process, or "1<why>" when a hook failed."""
         import select
+
+        from .errors import HookError
 
         fd = os.open(self._state.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -103,18 +128,21 @@ class Container:
             os.close(fd)
             raise InvalidState("cannot start a container that has stopped") from None
         try:
+            # Linux reports no POLLHUP on a fifo no writer has opened yet, so this waits
+            # for pid 1's answer or for pid 1's death, whichever comes first.
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             poller.register(pidfd, select.POLLIN)
-            # Linux reports no POLLHUP on a fifo no writer has opened yet, so this waits
-            # for pid 1's byte or for pid 1's death, whichever comes first.
             ready = dict(poller.poll())
-            if fd in ready and os.read(fd, 1):
-                return
-            raise OcipyError("container init exited before it could be started")
+            answer = os.read(fd, 4096) if fd in ready else b""
         finally:
             os.close(fd)
             os.close(pidfd)
+        if answer.startswith(b"0"):
+            return
+        if answer.startswith(b"1"):
+            raise HookError(answer[1:].decode(errors="replace"))
+        raise OcipyError("container init exited before it could be started")
 
     # --- kill ----------------------------------------------------------------------
     def kill(self, sig=_signal.SIGTERM, *, all: bool = False) -> None:
@@ -145,11 +173,12 @@ class Container:
         lock = store.lock(self.id)
         try:
             status = self._state.status()
-            if status in ("running", "paused") and not force:
+            # runtime.md: deleting a container that is not stopped MUST be an error. (runc deletes
+            # a created one anyway; engines delete with --force, which kills it first.)
+            if status != "stopped" and not force:
                 raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
             cgroup = self._state.cgroup()
             if status != "stopped":
-                # A created container is deleted as runc does: its blocked init is killed.
                 if status == "paused" or force:
                     cgroup.kill_all(_signal.SIGKILL)
                 self._kill_init(_signal.SIGKILL)
@@ -160,10 +189,7 @@ class Container:
             elif force:
                 cgroup.kill_all(_signal.SIGKILL)
             _destroy_cgroup(cgroup)
-            from .hooks import run_hooks_warn
-            from . import logs
-
-            run_hooks_warn(self._hooks("poststop"), self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
+            self._run_poststop()
             store.release(self.id)
         finally:
             os.close(lock)

@@ -40,7 +40,7 @@ class Channel:
         if msg is None:
             raise EOFError(f"channel closed while waiting for {kind!r}")
         if msg.get("type") == "error":
-            raise ChildError(msg.get("msg", "unknown error"))
+            raise ChildError(msg.get("msg", "unknown error"), hook=msg.get("hook", False))
         if msg.get("type") != kind:
             raise EOFError(f"expected {kind!r}, got {msg.get('type')!r}")
         return msg
@@ -51,6 +51,10 @@ class Channel:
 
 class ChildError(Exception):
     """An error a child process reported over the channel."""
+
+    def __init__(self, message: str, *, hook: bool = False):
+        super().__init__(message)
+        self.hook = hook  # a lifecycle hook failed (the lifecycle goes on with poststop)
 
 
 def wait_exit(pid: int, timeout: float | None) -> bool:

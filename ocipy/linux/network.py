@@ -9,13 +9,21 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def loopback_up() -> None:
-    """Bring `lo` up in the current network namespace with two ioctls (no netlink library needed)."""
+def link_up(name: str) -> None:
+    """Set an interface up in the current network namespace with two ioctls (no netlink library)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
-        if not flags & IFF_UP:
-            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        ifr = struct.pack("16sH14x", name.encode(), 0)
+        try:
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+            if not flags & IFF_UP:
+                fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
+        except OSError as e:
+            raise OSError(e.errno, f"set network interface {name} up: {e.strerror}") from None
+
+
+def loopback_up() -> None:
+    """A new network namespace has its loopback up, as runc's does."""
+    link_up("lo")
 
 
 def move_devices(net_devices: dict, netns_path: str) -> None:

@@ -15,8 +15,27 @@ import stat
 import prctl
 
 from ..errors import SetupError
+from . import syscalls
 
-_RLIM_INFINITY_SPEC = 2**64 - 1
+# Linux's numbers: Python's resource module lacks some names (RLIMIT_LOCKS), setrlimit takes numbers.
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
 
 
 def _rlim(value: int) -> int:
@@ -26,7 +45,7 @@ def _rlim(value: int) -> int:
 def set_rlimits(rlimits) -> None:
     """Apply process.rlimits; raising a hard limit needs CAP_SYS_RESOURCE, and the error says so."""
     for rl in rlimits:
-        res = getattr(resource, rl.type, None)
+        res = RLIMITS.get(rl.type)
         if res is None:
             raise SetupError(f"unknown rlimit {rl.type}")
         soft, hard = _rlim(rl.soft), _rlim(rl.hard)
@@ -40,6 +59,70 @@ def set_rlimits(rlimits) -> None:
                     f"{cur_hard}: the runtime lacks CAP_SYS_RESOURCE (lower process.rlimits to at most {cur_hard})"
                 ) from None
             raise SetupError(f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: {e}") from None
+
+
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+    "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+    "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+}
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+MPOL_MODES = {
+    "MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4,
+    "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6,
+}
+MPOL_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_STATIC_NODES": 1 << 15}
+
+
+def set_scheduler(sched) -> None:
+    """process.scheduler through sched_setattr(2): policy, nice, priority, flags, deadline times."""
+    if sched is None:
+        return
+    flags = 0
+    for name in sched.flags or []:
+        flags |= SCHED_FLAGS[name]
+    try:
+        syscalls.sched_setattr(
+            SCHED_POLICIES[sched.policy], flags=flags, nice=sched.nice or 0, priority=sched.priority or 0,
+            runtime=sched.runtime or 0, deadline=sched.deadline or 0, period=sched.period or 0,
+        )
+    except OSError as e:
+        raise SetupError(f"process.scheduler ({sched.policy}): {e.strerror}") from None
+
+
+def set_io_priority(iop) -> None:
+    if iop is None:
+        return
+    try:
+        syscalls.ioprio_set(IOPRIO_CLASSES[iop.class_], iop.priority)
+    except OSError as e:
+        raise SetupError(f"process.ioPriority ({iop.class_} {iop.priority}): {e.strerror}") from None
+
+
+def parse_node_list(text: str | None) -> list[int]:
+    """Pure: "0-2,5" -> [0, 1, 2, 5]."""
+    nodes = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        nodes.extend(range(int(lo), int(hi or lo) + 1))
+    return nodes
+
+
+def set_memory_policy(policy) -> None:
+    """linux.memoryPolicy through set_mempolicy(2): inherited by the process across execve."""
+    if policy is None:
+        return
+    mode = MPOL_MODES[policy.mode]
+    for name in policy.flags or []:
+        mode |= MPOL_FLAGS[name]
+    try:
+        syscalls.set_mempolicy(mode, parse_node_list(policy.nodes))
+    except OSError as e:
+        raise SetupError(f"linux.memoryPolicy ({policy.mode} nodes {policy.nodes!r}): {e.strerror}") from None
 
 
 def set_oom_score_adj(value: int | None) -> None:

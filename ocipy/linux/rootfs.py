@@ -253,8 +253,9 @@ class CgroupSub:
     name: str  # directory under the cgroup mount's destination
     fstype: str  # "cgroup" or "cgroup2"
     data: str  # for a fresh mount
-    host_dir: str | None  # for a bind
+    host_dir: str | None  # for a bind (and the fallback when a fresh mount is refused)
     symlinks: list[str] = field(default_factory=list)  # co-mounted controllers: cpu -> cpu,cpuacct
+    fresh: bool = False  # a new cgroup mount (own cgroup namespace) rather than a bind
 
 
 def cgroup_v1_layout(cgroup_paths: dict[str, str], *, new_cgroupns: bool) -> list[CgroupSub]:
@@ -264,7 +265,7 @@ def cgroup_v1_layout(cgroup_paths: dict[str, str], *, new_cgroupns: bool) -> lis
     for key in sorted(cgroup_paths):
         host_dir = cgroup_paths[key]
         if key in ("unified", ""):
-            out.append(CgroupSub("unified", "cgroup2", "", None if new_cgroupns else host_dir))
+            out.append(CgroupSub("unified", "cgroup2", "", host_dir, fresh=new_cgroupns))
             continue
         if key.startswith("name="):
             name = key[len("name="):]
@@ -274,7 +275,7 @@ def cgroup_v1_layout(cgroup_paths: dict[str, str], *, new_cgroupns: bool) -> lis
         else:
             name, data = key, key
         links = [c for c in key.split(",") if c != key and not c.startswith("name=")] if "," in key else []
-        out.append(CgroupSub(name, "cgroup", data, None if new_cgroupns else host_dir, links))
+        out.append(CgroupSub(name, "cgroup", data, host_dir, links, fresh=new_cgroupns))
     return out
 
 
@@ -798,12 +799,19 @@ def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_path
     for sub in cgroup_v1_layout(cgroup_paths, new_cgroupns=new_cgroupns):
         sdest = paths.clean(step.destination + "/" + sub.name)
         sopts = MountOptions(flags=flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT), clear_flags=step.opts.clear_flags, propagation=list(step.opts.propagation))
-        if sub.host_dir is None:
+        done = False
+        if sub.fresh:
             s = MountStep(step.index, sdest, "cgroup", sub.fstype, sopts, "fs", sub.data)
-            _do_fs(root_fd, s, fstype=sub.fstype, source=sub.fstype, data=sub.data)
-        else:
-            sopts.flags |= sc.MS_BIND | sc.MS_REC
-            _do_bind(root_fd, MountStep(step.index, sdest, sub.host_dir, None, sopts, "bind"), sub.host_dir)
+            try:
+                _do_fs(root_fd, s, fstype=sub.fstype, source=sub.fstype, data=sub.data)
+                done = True
+            except OSError as e:
+                # a v1 hierarchy cannot be mounted from a user namespace: bind instead
+                if e.errno not in (errno.EPERM, errno.EBUSY) or not sub.host_dir:
+                    raise
+        if not done:
+            bopts = MountOptions(flags=sopts.flags | sc.MS_BIND | sc.MS_REC, clear_flags=sopts.clear_flags, propagation=sopts.propagation)
+            _do_bind(root_fd, MountStep(step.index, sdest, sub.host_dir, None, bopts, "bind"), sub.host_dir)
         for link in sub.symlinks:
             pfd = paths.mkdir_all_in_root(root_fd, step.destination)
             try:
@@ -996,6 +1004,21 @@ def _open_dev_null(root_fd: int) -> int:
     return fd
 
 
+def _after_pivot_target(fd: int, path: str) -> str:
+    """Where to point mount(2) after pivot_root: /proc/self/fd/N when /proc is mounted
+    in the container; otherwise the path itself, which after pivot_root resolves inside
+    the container root exactly as the fd did (no container process exists yet), after
+    checking it still names the same inode."""
+    if os.path.isdir("/proc/self/fd"):
+        return paths.proc_fd_path(fd)
+    a, b = os.fstat(fd), os.lstat(path)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        a_follow = os.stat(path)
+        if (a.st_dev, a.st_ino) != (a_follow.st_dev, a_follow.st_ino):
+            raise OSError(errno.EXDEV, f"{path} changed while it was being resolved")
+    return path
+
+
 def _mask(root_fd: int, path: str, null_fd_box: list, label: str | None) -> None:
     try:
         fd = paths.open_in_root(root_fd, path, nofollow=True)
@@ -1007,14 +1030,14 @@ def _mask(root_fd: int, path: str, null_fd_box: list, label: str | None) -> None
         st = os.fstat(fd)
         if stat.S_ISLNK(st.st_mode):
             return  # masking the link would mask its target: leave both alone
-        target = paths.proc_fd_path(fd)
+        target = _after_pivot_target(fd, path)
         if stat.S_ISDIR(st.st_mode):
             data = f'context="{label}"' if label else None
             sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, data)
         else:
             if not null_fd_box:
                 null_fd_box.append(_open_dev_null(root_fd))
-            sc.mount(paths.proc_fd_path(null_fd_box[0]), target, None, sc.MS_BIND)
+            sc.mount(_after_pivot_target(null_fd_box[0], "/dev/null"), target, None, sc.MS_BIND)
     finally:
         os.close(fd)
 
@@ -1025,12 +1048,13 @@ def _readonly(root_fd: int, path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     try:
-        sc.mount(paths.proc_fd_path(fd), paths.proc_fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+        t = _after_pivot_target(fd, path)
+        sc.mount(t, t, None, sc.MS_BIND | sc.MS_REC)
         nfd = _reopen(root_fd, path, fd)
     finally:
         os.close(fd)
     try:
-        t = paths.proc_fd_path(nfd)
+        t = _after_pivot_target(nfd, path)
         keep = mountopts.statvfs_to_ms(os.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS
         sc.mount(None, t, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep)
     finally:

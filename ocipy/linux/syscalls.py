@@ -85,6 +85,9 @@ _SYSCALLS = {
     "capset": (126, 91),
     "keyctl": (250, 219),
     "seccomp": (317, 277),
+    "sched_setattr": (314, 274),
+    "ioprio_set": (251, 30),
+    "set_mempolicy": (238, 237),
 }
 _ARCH_INDEX = 1 if platform.machine() in ("aarch64", "arm64") else 0
 
@@ -245,6 +248,38 @@ def seccomp_set_mode_filter(flags: int, program: bytes | None) -> tuple[int, int
     ctypes.set_errno(0)
     rc = _libc.syscall(_nr("seccomp"), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags), prog_ptr)
     return rc, ctypes.get_errno()
+
+
+# --- scheduling, I/O priority, NUMA --------------------------------------------------------
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
+    ]
+
+
+def sched_setattr(policy: int, *, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
+    _check(_libc.syscall(_nr("sched_setattr"), ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)), f"sched_setattr(policy {policy})")
+
+
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_set(ioclass: int, priority: int) -> None:
+    value = (ioclass << 13) | priority
+    _check(_libc.syscall(_nr("ioprio_set"), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(0), ctypes.c_int(value)), f"ioprio_set(class {ioclass}, priority {priority})")
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    maxnode = (max(nodes) + 1) if nodes else 0
+    words = (maxnode + 63) // 64 or 1
+    mask = (ctypes.c_ulong * words)()
+    for n in nodes:
+        mask[n // 64] |= 1 << (n % 64)
+    # The kernel reads maxnode - 1 bits: pass one more than the highest node.
+    _check(_libc.syscall(_nr("set_mempolicy"), ctypes.c_int(mode), mask if nodes else None, ctypes.c_ulong(maxnode + 1 if nodes else 0)), f"set_mempolicy(mode {mode:#x})")
 
 
 # --- keyrings --------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def test_init_is_not_dumpable_while_waiting_for_start(ocipy, bundle):
     # A dumpable process's /proc files belong to its euid (1000); a non-dumpable one's to root.
     assert os.stat(f"/proc/{pid}/environ").st_uid == 0
     assert status_field(open(f"/proc/{pid}/status").read(), "Uid").split()[0] == "1000"
-    assert ocipy("delete", "dump").returncode == 0
+    assert ocipy("delete", "--force", "dump").returncode == 0
 
 
 def test_missing_executable_fails_create_with_runc_message(ocipy, bundle, state_root):
@@ -244,14 +244,23 @@ def test_missing_executable_fails_create_with_runc_message(ocipy, bundle, state_
 
 
 def test_invalid_config_names_path_and_rule(ocipy, bundle, state_root):
-    bundle.config["process"]["capabilities"] = {"bounding": ["CAP_KILL", "CAP_FOO"]}
-    bundle.config["mounts"][0]["destination"] = "proc"
+    bundle.config["process"]["cwd"] = "tmp"
+    bundle.config["mounts"][0]["type"] = 7
     bundle.write()
     r = ocipy("create", "--bundle", bundle.path, "bad")
     assert r.returncode == 1
-    assert '/process/capabilities/bounding/1: "CAP_FOO" is not a capability' in r.stderr
-    assert "/mounts/0/destination" in r.stderr
+    assert 'config.json: /process/cwd: "tmp" must be an absolute path' in r.stderr
+    assert "config.json: /mounts/0/type: 7 is not a string" in r.stderr
     assert list(state_root.iterdir()) == []
+
+
+def test_unknown_capability_is_logged_and_ignored(ocipy, bundle):
+    bundle.config["process"]["capabilities"] = {k: ["CAP_KILL", "CAP_FOO"] for k in ("bounding", "effective", "permitted")}
+    bundle.shell("grep CapEff /proc/self/status").write()
+    r = ocipy("run", "--bundle", bundle.path, "unk")
+    assert r.returncode == 0
+    assert '/process/capabilities/bounding/1: "CAP_FOO" is not a capability: ignored' in r.stderr
+    assert int(r.stdout.split()[1], 16) == 1 << 5  # CAP_KILL only
 
 
 def test_terminal_through_console_socket(ocipy, bundle, tmp_path):

@@ -85,7 +85,9 @@ def test_duplicate_id_is_refused(ocipy, bundle):
     r = ocipy("create", "--bundle", bundle.path, "dup")
     assert r.returncode == 1 and "exists" in r.stderr
     assert state_of(ocipy, "dup")["status"] == "created"  # the first one is untouched
-    assert ocipy("delete", "dup").returncode == 0  # a created container is deleted as runc does
+    r = ocipy("delete", "dup")  # runtime.md: only a stopped container may be deleted
+    assert r.returncode == 1 and "cannot delete container dup that is not stopped: created" in r.stderr
+    assert ocipy("delete", "--force", "dup").returncode == 0
 
 
 def test_delete_force_and_missing(ocipy, bundle):

@@ -57,7 +57,7 @@ def rootfs():
         yield path
 
 
-def run_in_namespaces(fn, *args, userns: bool = False) -> dict:
+def run_in_namespaces(fn, *args, userns: bool = False, before_userns=None) -> dict:
     """Run fn(*args) as pid 1 of new mount + pid namespaces; return what it returned
     (a JSON-able value) or raise with the child's traceback. With userns=True the
     child first enters a new user namespace mapping only root to root (the one mapping
@@ -68,6 +68,12 @@ def run_in_namespaces(fn, *args, userns: bool = False) -> dict:
         code = 1
         try:
             os.close(r)
+            if before_userns is not None:
+                # a private mount namespace of our own for set-up the user namespace
+                # then inherits (its mounts' flags become locked there)
+                sc.unshare(sc.CLONE_NEWNS)
+                sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+                before_userns()
             if userns:
                 sc.unshare(sc.CLONE_NEWUSER)
                 for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
@@ -638,3 +644,112 @@ def test_idmapped_bind_mount(rootfs, option):
             assert info["sub"] == [12345, 12345] and "idmapped" in mounts["/mnt/id/sub"]["options"]
         else:
             assert info["sub"] == [0, 0]
+
+
+def test_cgroup_namespace_in_a_user_namespace(rootfs):
+    """v1 hierarchies cannot be mounted fresh from a user namespace: they fall back to
+    binds; cgroup2 can be mounted fresh when the cgroup namespace is ours."""
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+
+    def in_cgroupns():
+        sc.unshare(sc.CLONE_NEWCGROUP)
+        return _container(cfg, rootfs, None, lambda: {"mountinfo": open("/proc/self/mountinfo").read()},
+                          in_userns=True, new_netns=False, new_cgroupns=True)
+
+    info = run_in_namespaces(in_cgroupns, userns=True)
+    print(info["mountinfo"])
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    if rootfs_mod._is_pure_v2():
+        assert mounts["/sys/fs/cgroup"]["fstype"] == "cgroup2"
+    else:
+        assert mounts["/sys/fs/cgroup/memory"]["fstype"] == "cgroup"
+        assert "ro" in mounts["/sys/fs/cgroup/memory"]["options"]
+        assert mounts["/sys/fs/cgroup/unified"]["fstype"] == "cgroup2"
+
+
+def test_lxcfs_style_bind_over_proc_files(rootfs):
+    with tempfile.TemporaryDirectory(prefix="ocipy-src-") as src:
+        fake = os.path.join(src, "cpuinfo")
+        with open(fake, "w") as f:
+            f.write("processor : 0\n")
+        cfg = runc_spec_config(rootfs)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/proc/cpuinfo", "type": "bind", "source": fake, "options": ["rbind", "ro"]})
+        info = run_in_namespaces(lambda: _container(cfg, rootfs, None, lambda: {"cpuinfo": open("/proc/cpuinfo").read()}))
+        assert info["cpuinfo"] == "processor : 0\n"
+
+
+def test_bind_remount_keeps_locked_flags_in_a_user_namespace(rootfs):
+    """A bind of a nosuid,nodev,noexec mount made outside the user namespace: those flags
+    are locked, a plain "ro" remount is refused (EPERM) and must be retried keeping them."""
+    src = tempfile.mkdtemp(prefix="ocipy-src-")
+    try:
+        cfg = runc_spec_config(rootfs)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/locked", "type": "bind", "source": src, "options": ["rbind", "ro"]})
+
+        def outside():
+            sc.mount("tmpfs", src, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "size=1m")
+
+        def inspect():
+            try:
+                open("/locked/x", "w").close()
+                w = "written"
+            except OSError as e:
+                w = e.errno
+            return {"mountinfo": open("/proc/self/mountinfo").read(), "write": w}
+
+        info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect, in_userns=True, new_netns=False),
+                                 userns=True, before_userns=outside)
+        mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(mounts["/locked"]["options"])
+        assert info["write"] == 30
+    finally:
+        os.rmdir(src)
+
+
+def test_readonly_dev_tmpfs_still_gets_devices(rootfs):
+    cfg = runc_spec_config(rootfs)
+    cfg["root"]["readonly"] = False
+    cfg["mounts"][1]["options"].append("ro")  # /dev
+
+    def inspect():
+        try:
+            open("/dev/newfile", "w").close()
+            w = "written"
+        except OSError as e:
+            w = e.errno
+        return {"mountinfo": open("/proc/self/mountinfo").read(), "write": w, "null": stat.S_ISCHR(os.stat("/dev/null").st_mode)}
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect))
+    mounts = _by_mountpoint(parse_mountinfo(info["mountinfo"]))
+    assert "ro" in mounts["/dev"]["options"] and info["write"] == 30 and info["null"]
+
+
+def test_masked_and_readonly_paths_without_proc(rootfs):
+    """No /proc mount in the container: finish() cannot use /proc/self/fd magic links and
+    must still mask and make read-only, by path, inside the new root."""
+    os.makedirs(os.path.join(rootfs, "secret-dir"))
+    with open(os.path.join(rootfs, "secret-dir", "s"), "w") as f:
+        f.write("s")
+    with open(os.path.join(rootfs, "secret-file"), "w") as f:
+        f.write("secret")
+    os.makedirs(os.path.join(rootfs, "rodir"))
+    cfg = {
+        "ociVersion": "1.3.0",
+        "root": {"path": rootfs},
+        "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}],
+        "linux": {"maskedPaths": ["/secret-dir", "/secret-file"], "readonlyPaths": ["/rodir"]},
+    }
+
+    def inspect():
+        try:
+            open("/rodir/x", "w").close()
+            w = "written"
+        except OSError as e:
+            w = e.errno
+        return {"dir": os.listdir("/secret-dir"), "file": open("/secret-file").read(), "write": w, "proc": os.path.exists("/proc/self")}
+
+    info = run_in_namespaces(lambda: _container(cfg, rootfs, None, inspect))
+    assert info == {"dir": [], "file": "", "write": 30, "proc": False}

@@ -132,7 +132,7 @@ def test_v2_stats_on_fake_tree(v2tree):
     put(c / "io.stat", "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n")
     s = m.stats()
     assert s["cpu"]["usage"] == {"total": 10000, "kernel": 4000, "user": 6000}
-    assert s["cpu"]["throttling"] == {"periods": 3, "throttled_periods": 1, "throttled_time": 2000}
+    assert s["cpu"]["throttling"] == {"periods": 3, "throttledPeriods": 1, "throttledTime": 2000}
     assert s["memory"]["cache"] == 7 and s["memory"]["usage"]["usage"] == 1000
     assert s["memory"]["usage"]["limit"] == 18446744073709551615
     assert s["pids"] == {"current": 2}

@@ -539,6 +539,22 @@ def test_stats_v1_on_fake_tree(tmp_path):
     assert s["memory"]["usage"] == {"limit": 1000, "usage": 10, "max": 20, "failcnt": 0}
     assert s["blkio"] == {} and s["cpu"]["throttling"] == {}
     assert set(s) >= {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"}
+    # runc (Go) always prints these memory entries, zero or not
+    assert s["memory"]["kernelTCP"] == {"limit": 0, "failcnt": 0}
+
+
+def test_stats_key_names_match_runc_sample(tmp_path):
+    with open("/work/shared/corpus/engines/runc-events-stats.json") as f:
+        ref = json.load(f)["data"]
+    empty = stats.stats_v1({})
+    assert set(empty) == set(ref)
+    assert set(empty["memory"]) == set(ref["memory"]) - {"cache", "raw"}
+    assert set(empty["cpuset"]) == set(ref["cpuset"]) - {"cpus", "mems"}
+    cpu = tmp_path / "cpu"
+    cpu.mkdir()
+    (cpu / "cpu.stat").write_text("nr_periods 4\nnr_throttled 2\nthrottled_time 7\n")
+    assert stats.stats_v1({"cpu": str(cpu)})["cpu"]["throttling"] == {"periods": 4, "throttledPeriods": 2,
+                                                                      "throttledTime": 7}
 
 
 def test_hierarchy_mount_helpers():

@@ -3,6 +3,9 @@
 import glob
 import json
 import os
+import pathlib
+import stat
+import tempfile
 
 import pytest
 
@@ -292,7 +295,7 @@ def test_cgroup_v1_layout_binds():
     )
     by = {s.name: s for s in layout}
     assert set(by) == {"memory", "cpu,cpuacct", "systemd", "unified"}
-    assert by["memory"].host_dir == "/sys/fs/cgroup/memory/a/b"
+    assert by["memory"].host_dir == "/sys/fs/cgroup/memory/a/b" and not by["memory"].fresh
     assert sorted(by["cpu,cpuacct"].symlinks) == ["cpu", "cpuacct"]
     assert by["unified"].fstype == "cgroup2"
 
@@ -300,7 +303,8 @@ def test_cgroup_v1_layout_binds():
 def test_cgroup_v1_layout_fresh_mounts_in_cgroupns():
     layout = rootfs.cgroup_v1_layout({"memory": "/x", "systemd": "/y", "name=foo": "/z", "unified": "/u"}, new_cgroupns=True)
     by = {s.name: s for s in layout}
-    assert all(s.host_dir is None for s in layout)
+    assert all(s.fresh for s in layout)
+    assert by["memory"].host_dir == "/x"  # kept for the bind fallback
     assert (by["memory"].fstype, by["memory"].data) == ("cgroup", "memory")
     assert by["systemd"].data == "name=systemd" and by["foo"].data == "name=foo"
     assert by["unified"].fstype == "cgroup2"
@@ -319,8 +323,13 @@ def test_split_parent():
         paths.split_parent("/")
 
 
-def test_paths_resolve_inside_a_root_unprivileged(tmp_path):
+def test_paths_resolve_inside_a_root_unprivileged():
     """openat2(RESOLVE_IN_ROOT) needs no privilege: check symlink confinement here too."""
+    with tempfile.TemporaryDirectory(prefix="ocipy-paths-") as d:
+        _check_confinement(pathlib.Path(d))
+
+
+def _check_confinement(tmp_path):
     root = tmp_path / "root"
     outside = tmp_path / "outside"
     root.mkdir()
@@ -343,8 +352,10 @@ def test_paths_resolve_inside_a_root_unprivileged(tmp_path):
         assert (inside / "newdir" / "x").is_dir()
         assert (inside / "file").is_file()
         fd = paths.open_in_root(rfd, "/abs", nofollow=True)
-        assert os.path.islink(paths.proc_fd_path(fd)) or True
+        assert stat.S_ISLNK(os.fstat(fd).st_mode)  # the link itself, not its target
         os.close(fd)
+        with pytest.raises(OSError):
+            paths.open_in_root(rfd, "/dangling/../../nothing-here")
     finally:
         os.close(rfd)
 

@@ -235,22 +235,32 @@ def write_file(path: str, value: str) -> None:
 
 
 def makedirs_tracked(path: str) -> list[str]:
-    """mkdir -p that returns the directories it created itself, outermost first."""
-    missing = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    created = []
-    for d in reversed(missing):
+    """mkdir -p that returns the directories it created itself, outermost first.
+
+    If another container's destroy() removes a shared parent between our checks,
+    start over (a few times) instead of failing.
+    """
+    created: list[str] = []
+    for attempt in range(5):
+        missing = []
+        p = path
+        while not os.path.isdir(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
         try:
-            os.mkdir(d, 0o755)
-            created.append(d)
-        except FileExistsError:
-            pass
+            for d in reversed(missing):
+                try:
+                    os.mkdir(d, 0o755)
+                    created.append(d)
+                except FileExistsError:
+                    pass
+            return created
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
     return created
 
 

@@ -68,9 +68,23 @@ def _omit_zero(d: dict, keep=()) -> dict:
     return {k: v for k, v in d.items() if k in keep or (v not in (0, None, [], {}))}
 
 
+_ZERO_ENTRY = {"limit": 0, "failcnt": 0}
+_CPUSET_ZERO = {"cpu_exclusive": 0, "mem_hardwall": 0, "mem_exclusive": 0, "memory_migrate": 0,
+                "memory_spread_page": 0, "memory_spread_slab": 0, "memory_pressure": 0, "sched_load_balance": 0,
+                "sched_relax_domain_level": 0}
+
+
+def _empty_memory() -> dict:
+    # Go's omitempty does not drop struct values: runc always prints these four entries
+    return {"usage": dict(_ZERO_ENTRY), "swap": dict(_ZERO_ENTRY), "kernel": dict(_ZERO_ENTRY),
+            "kernelTCP": dict(_ZERO_ENTRY)}
+
+
 def _empty_stats() -> dict:
-    return {"cpu": {"usage": {"kernel": 0, "user": 0}, "throttling": {}}, "cpuset": {}, "memory": {},
-            "pids": {}, "blkio": {}, "hugetlb": {}, "intel_rdt": {}, "network_interfaces": None}
+    """runc's zero Stats: what `events --stats` prints for a controller it could not read."""
+    return {"cpu": {"usage": {"kernel": 0, "user": 0}, "throttling": {}}, "cpuset": dict(_CPUSET_ZERO),
+            "memory": _empty_memory(), "pids": {}, "blkio": {}, "hugetlb": {}, "intel_rdt": {},
+            "network_interfaces": None}
 
 
 # --- v1 --------------------------------------------------------------------------------------------
@@ -94,8 +108,8 @@ def stats_v1(paths: dict[str, str]) -> dict:
     if cpu and os.path.isdir(cpu):
         st = _kv(os.path.join(cpu, "cpu.stat"))
         s["cpu"]["throttling"] = _omit_zero({"periods": st.get("nr_periods", 0),
-                                             "throttled_periods": st.get("nr_throttled", 0),
-                                             "throttled_time": st.get("throttled_time", 0)})
+                                             "throttledPeriods": st.get("nr_throttled", 0),
+                                             "throttledTime": st.get("throttled_time", 0)})
     cs = paths.get("cpuset")
     if cs and os.path.isdir(cs):
         s["cpuset"] = _cpuset(cs, "cpuset.")
@@ -149,7 +163,7 @@ def _mem_entry(d: str, prefix: str, with_usage=True) -> dict:
 
 def _memory_v1(d: str) -> dict:
     raw = _kv(os.path.join(d, "memory.stat"))
-    m = {}
+    m = _empty_memory()
     cache = raw.get("total_cache", raw.get("cache", 0))
     if cache:
         m["cache"] = cache
@@ -252,16 +266,16 @@ def stats_v2(d: str) -> dict:
                              "user": st.get("user_usec", 0) * 1000}
         s["cpu"]["usage"] = _omit_zero(s["cpu"]["usage"], keep=("kernel", "user"))
         s["cpu"]["throttling"] = _omit_zero({"periods": st.get("nr_periods", 0),
-                                             "throttled_periods": st.get("nr_throttled", 0),
-                                             "throttled_time": st.get("throttled_usec", 0) * 1000})
+                                             "throttledPeriods": st.get("nr_throttled", 0),
+                                             "throttledTime": st.get("throttled_usec", 0) * 1000})
     if os.path.exists(os.path.join(d, "cpuset.cpus.effective")):
-        s["cpuset"] = {"cpus": parse_list(_read(os.path.join(d, "cpuset.cpus.effective"))),
-                       "mems": parse_list(_read(os.path.join(d, "cpuset.mems.effective")))}
+        s["cpuset"] = dict(_CPUSET_ZERO, cpus=parse_list(_read(os.path.join(d, "cpuset.cpus.effective"))),
+                           mems=parse_list(_read(os.path.join(d, "cpuset.mems.effective"))))
     if os.path.exists(os.path.join(d, "memory.current")):
         raw = _kv(os.path.join(d, "memory.stat"))
         events = _kv(os.path.join(d, "memory.events"))
         usage = _int(os.path.join(d, "memory.current")) or 0
-        m = {}
+        m = _empty_memory()
         if raw.get("file"):
             m["cache"] = raw["file"]
         m["usage"] = _omit_zero({"limit": _int(os.path.join(d, "memory.max")) or 0, "usage": usage,

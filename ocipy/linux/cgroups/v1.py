@@ -59,8 +59,28 @@ class V1Manager(CgroupManager):
                 self._init_cpuset(made)
 
     def _init_cpuset(self, made: list[str]) -> None:
-        """A new v1 cpuset cgroup starts with empty cpus/mems: copy them from the parent, top-down."""
-        for d in made:
+        """A new v1 cpuset cgroup starts with empty cpus/mems, and no process can join it: copy
+        them down from the nearest ancestor that has them. Walking up from the leaf (not only
+        through the directories we made) also covers a parent another container made a moment
+        ago and has not initialised yet."""
+        if not made:
+            return
+        leaf = self.paths["cpuset"]
+        chain = []
+        d = leaf
+        while True:
+            try:
+                ok = all(read_file(os.path.join(d, n)).strip() for n in ("cpuset.cpus", "cpuset.mems"))
+            except OSError:
+                break  # above the hierarchy root
+            if ok:
+                break
+            chain.append(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+        for d in reversed(chain):
             parent = os.path.dirname(d)
             for name in ("cpuset.cpus", "cpuset.mems"):
                 try:
