@@ -144,6 +144,7 @@ def _setup_and_exec(ctx: InitContext) -> None:
         new_cgroupns=plan.is_new("cgroup"),
         cgroup_paths=getattr(ctx.cgroup, "paths", None) or None,
         mount_label=linux.mount_label if linux else None,
+        bundle=ctx.bundle,
     )
     slave = None
     if proc.terminal:
