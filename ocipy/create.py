@@ -77,7 +77,6 @@ def create_container(
     try:
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
         cgroup.create()
-        cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
         fifo = os.path.join(state_dir, "exec.fifo")
         make_fifo(fifo)
         fifo_fd = os.open(fifo, syscalls.O_PATH | os.O_CLOEXEC)
@@ -177,6 +176,9 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
         elif kind == "pid":
             pid = msg["pid"]
             os.waitpid(stage1_pid, 0)  # stage 1 has done its part
+            # Limits apply once pid 1 is in the cgroup and before it does anything (as runc):
+            # a pids.limit of 0 is a real limit, and would stop us forking pid 1 at all.
+            ctx.cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
             ch.send({"type": "go", "pid": pid})
         elif kind == "hooks":
             from .linux import network
