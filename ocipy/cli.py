@@ -21,6 +21,9 @@ _LONG_OPTIONS = {
     "detach", "keep", "no-subreaper", "all", "force", "format", "quiet",
     "process", "tty", "cwd", "env", "user", "additional-gids", "cap", "no-new-privs",
     "apparmor", "process-label", "cgroup", "ignore-paused",
+    "resources", "memory", "memory-reservation", "memory-swap", "kernel-memory", "kernel-memory-tcp",
+    "cpu-shares", "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus",
+    "cpuset-mems", "pids-limit", "blkio-weight", "stats", "interval",
 }
 
 
@@ -256,6 +259,59 @@ def ps(ctx, fmt, container_id, ps_args):
 
     if pids:
         subprocess.run(["ps", *(ps_args or ["-f"]), "-p", ",".join(map(str, pids))], check=False)
+
+
+@cli.command()
+@click.option("--resources", "-r", "resources_file", default=None, help="LinuxResources JSON file, or - for stdin")
+@click.option("--memory", default=None)
+@click.option("--memory-reservation", default=None)
+@click.option("--memory-swap", default=None)
+@click.option("--kernel-memory", default=None)
+@click.option("--kernel-memory-tcp", default=None)
+@click.option("--cpu-shares", default=None)
+@click.option("--cpu-quota", default=None)
+@click.option("--cpu-period", default=None)
+@click.option("--cpu-rt-runtime", default=None)
+@click.option("--cpu-rt-period", default=None)
+@click.option("--cpuset-cpus", default=None)
+@click.option("--cpuset-mems", default=None)
+@click.option("--pids-limit", default=None)
+@click.option("--blkio-weight", default=None)
+@click.argument("container_id")
+@click.pass_context
+def update(ctx, resources_file, container_id, **flags):
+    """Change the resource limits of a running container."""
+    from .update import resources_from_flags
+
+    if resources_file:
+        from . import bundle
+
+        try:
+            text = sys.stdin.read() if resources_file == "-" else open(resources_file).read()
+            resources = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise OcipyError(f"read resources {resources_file}: {e}") from None
+        bundle.validate_resources(resources, source="resources" if resources_file == "-" else os.path.basename(resources_file))
+    else:
+        resources = resources_from_flags(**flags)
+    _runtime(ctx).container(container_id).update(resources)
+
+
+@cli.command()
+@click.option("--stats", is_flag=True, help="print one stats event and exit")
+@click.option("--interval", default="5s", help="time between stats events (e.g. 5s, 500ms)")
+@click.argument("container_id")
+@click.pass_context
+def events(ctx, stats, interval, container_id):
+    """Print the container's stats as JSON events (runc's format)."""
+    from . import events as ev
+
+    container = _runtime(ctx).container(container_id)
+    if stats:
+        click.echo(json.dumps(ev.stats_event(container)))
+        return
+    seconds = float(interval[:-2]) / 1000 if interval.endswith("ms") else float(interval.rstrip("s"))
+    ev.stream(container, seconds, click.echo)
 
 
 @cli.command()

@@ -216,6 +216,27 @@ class Container:
     def pids(self) -> list[int]:
         return self._state.cgroup().pids()
 
+    def stats(self) -> dict:
+        """runc's `events --stats` "data": cpu, memory, pids, blkio, hugetlb."""
+        if self._state.status() == "stopped":
+            raise InvalidState("container not running")
+        return self._state.cgroup().stats()
+
+    def update(self, resources: dict) -> None:
+        """Apply new linux.resources (zeros mean no change) and remember them in the state."""
+        from .update import merge
+
+        lock = self.runtime.store.lock(self.id)
+        try:
+            if self._state.status() == "stopped":
+                raise InvalidState("container not running")
+            self._state.cgroup().update(resources)
+            linux = self._state.data["config"].setdefault("linux", {})
+            linux["resources"] = merge(linux.get("resources"), resources)
+            self._state.save()
+        finally:
+            os.close(lock)
+
 
 def _destroy_cgroup(cgroup) -> None:
     """Remove the container's cgroup; processes that are still exiting may hold it a moment."""

@@ -24,7 +24,9 @@ sys.path.insert(0, str(REPO))
 from bundles.rootfs import build_busybox_rootfs  # noqa: E402
 from ocipy.defaults import default_config  # noqa: E402
 
-CGROUP_PARENT = "ocipy-test"
+# One parent cgroup per test run (relative: under our own cgroup), so a run's leak check sees
+# only its own containers, and the run removes the parent when it ends.
+CGROUP_PARENT = f"ocipy-test-{os.getpid()}"
 
 
 def _is_root() -> bool:
@@ -69,7 +71,7 @@ def _mounts() -> set[str]:
         return {" ".join(line.split()[3:5]) for line in f}
 
 
-def leftovers(root: Path, mounts_before: set[str]) -> list[str]:
+def leftovers(root: Path, mounts_before: set[str], scope: str) -> list[str]:
     found = []
     if root.exists() and any(root.iterdir()):
         found += [f"state dir {p}" for p in root.iterdir()]
@@ -78,8 +80,23 @@ def leftovers(root: Path, mounts_before: set[str]) -> list[str]:
             found += [f"cgroup {p}" for p in d.iterdir() if p.is_dir()]
             procs = (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else []
             found += [f"process {p} in {d}" for p in procs]
-    found += [f"mount {m}" for m in _mounts() - mounts_before]
+    # Mounts are checked where this test run puts things (its temporary tree, anything named
+    # ocipy): other programs on the machine may mount elsewhere meanwhile. That a container
+    # cannot mount anywhere else on the host is what tests/security checks.
+    new = [m for m in _mounts() - mounts_before if m.split(" ", 1)[1].startswith(scope) or "ocipy" in m]
+    found += [f"mount {m}" for m in new]
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_cgroup_parent():
+    yield
+    if _is_root():
+        for d in _own_cgroup_dirs():
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 @pytest.fixture
@@ -90,14 +107,15 @@ def state_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def no_leaks(state_root):
+def no_leaks(state_root, tmp_path_factory):
     """After the test: force-delete whatever is left, then fail if anything was left."""
+    scope = str(tmp_path_factory.getbasetemp())
     before = _mounts()
     yield
     left_ids = list(state_root.iterdir()) if state_root.exists() else []
     for p in left_ids:
         subprocess.run([sys.executable, "-m", "ocipy", "--root", str(state_root), "delete", "--force", p.name], capture_output=True, timeout=30)
-    leaks = leftovers(state_root, before)
+    leaks = leftovers(state_root, before, scope)
     for d in _own_cgroup_dirs():  # clean what we can so one leak does not fail every later test
         for sub in sorted(d.glob("**/"), key=lambda p: -len(p.parts)):
             try:

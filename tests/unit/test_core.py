@@ -187,3 +187,35 @@ def test_hot_commands_import_no_schema_or_netlink_code(tmp_path, command):
     ) % (str(tmp_path), command, args)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+# --- update / events ------------------------------------------------------------------------
+def test_parse_bytes():
+    from ocipy.update import parse_bytes
+
+    assert parse_bytes("512m") == 512 << 20 and parse_bytes("1G") == 1 << 30 and parse_bytes("1024") == 1024
+    assert parse_bytes("-1") == -1 and parse_bytes("2kb") == 2048
+    with pytest.raises(OcipyError, match="invalid size"):
+        parse_bytes("lots")
+
+
+def test_resources_from_flags_sets_only_given_fields():
+    from ocipy.update import resources_from_flags
+
+    out = resources_from_flags(memory="64m", cpu_quota="5000", pids_limit="10", cpuset_cpus=None)
+    assert out == {"memory": {"limit": 64 << 20}, "cpu": {"quota": 5000}, "pids": {"limit": 10}}
+
+
+def test_merge_treats_docker_zeros_as_no_change():
+    from ocipy.update import merge
+
+    old = {"memory": {"limit": 100}, "cpu": {"shares": 512}}
+    docker = {"memory": {"limit": 0, "reservation": 0, "swap": 200}, "cpu": {"shares": 0, "quota": 0, "cpus": ""}, "blockIO": {}}
+    assert merge(old, docker) == {"memory": {"limit": 100, "swap": 200}, "cpu": {"shares": 512}}
+    assert old == {"memory": {"limit": 100}, "cpu": {"shares": 512}}
+
+
+def test_oom_count():
+    from ocipy.events import oom_count
+
+    assert oom_count({"memory": {"raw": {"oom_kill": 3}}}) == 3 and oom_count({}) == 0

@@ -1,0 +1,88 @@
+"""Helpers the e2e tests share (the fixtures are in conftest.py).
+
+Imported by name from the test modules: `tests/e2e` is on sys.path when pytest collects them.
+"""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+IMAGE = "ocipy-busybox"
+RUNTIMES = ("runc", "ocipy")  # runc first: it shows what the engine's user should see
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+class Result(dict):
+    """What a user of the engine sees in one scenario; compared between runc and ocipy."""
+
+
+def compare(wrappers: dict, scenario, *args, **kwargs) -> dict:
+    """Run `scenario(runtime_name, *args)` with runc, then with ocipy; fail if the results differ.
+
+    The failure message shows both results and the runtime calls each run made, so a failure
+    reads as a bug report: what the engine called, what ocipy did, what runc did.
+    """
+    results, calls = {}, {}
+    for rt in RUNTIMES:
+        mark = wrappers[rt].mark()
+        results[rt] = scenario(rt, *args, **kwargs)
+        time.sleep(0.2)  # the engine's clean-up calls (delete) may still be on their way
+        calls[rt] = wrappers[rt].since(mark)
+    if results["ocipy"] != results["runc"]:
+        lines = ["ocipy and runc differ"]
+        keys = sorted(set(results["runc"]) | set(results["ocipy"]))
+        for k in keys:
+            a, b = results["runc"].get(k), results["ocipy"].get(k)
+            flag = "  " if a == b else "!!"
+            lines.append(f"{flag} {k}: runc={a!r} ocipy={b!r}")
+        for rt in RUNTIMES:
+            lines.append(f"--- {rt} calls:\n{calls[rt]}")
+        pytest.fail("\n".join(lines), pytrace=False)
+    return results["runc"]
+
+
+def text(s: str) -> str:
+    """Normalise terminal output (CRLF from a pty) for comparison."""
+    return s.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def first_line_with(s: str, *needles: str) -> str:
+    for line in s.splitlines():
+        if all(n in line.lower() for n in needles):
+            return line
+    return ""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def host_cgroup_file(pid: int, controller: str, name: str) -> Path:
+    """The cgroup file of `pid` in the v1 `controller` hierarchy, read from the host."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/") / name
+    raise AssertionError(f"pid {pid} has no {controller} cgroup")
+
+
+def wait_for(pred, timeout=20.0, interval=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+def uniq(prefix: str, rt: str) -> str:
+    return f"{prefix}-{rt}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+
+
+ERRNO_WORDS = re.compile(r"(no such file or directory|executable file not found|permission denied|operation not permitted)",
+                         re.I)
