@@ -1,3 +1,3 @@
-from ocipy.cli import main
+from ocipy.main import main
 
 main()

@@ -134,7 +134,9 @@ def start(ctx, container_id):
 @click.pass_context
 def state(ctx, container_id):
     """Print the container's state as JSON."""
-    _print_json(_runtime(ctx).container(container_id).state())
+    from .output import state_json
+
+    click.echo(state_json(_runtime(ctx).container(container_id).state()))
 
 
 @cli.command()
@@ -162,18 +164,10 @@ def delete(ctx, force, container_id):
 @click.pass_context
 def list_(ctx, fmt, quiet):
     """List the containers under --root."""
+    from .output import list_output
+
     states = [c.state() for c in _runtime(ctx).containers()]
-    if quiet:
-        for s in states:
-            click.echo(s["id"])
-    elif fmt == "json":
-        click.echo(json.dumps(states or None))
-    else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s.get("owner", "")) for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            click.echo("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    click.echo(list_output(states, fmt, quiet), nl=False)
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -338,16 +332,8 @@ def features():
     _print_json(collect())
 
 
-def _ensure_std_fds() -> None:
-    """Open /dev/null on any of fds 0-2 the caller closed (podman closes stderr for `state`),
-    so that no socket or file of ours lands there and passes into a container as stdio."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.open(os.devnull, os.O_RDWR)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _ensure_std_fds()
+    from .main import ensure_std_fds
+
+    ensure_std_fds()
     cli.main(args=normalize_argv(sys.argv[1:] if argv is None else argv), prog_name="ocipy")

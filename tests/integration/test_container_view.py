@@ -130,8 +130,7 @@ def test_time_namespace_offsets(ocipy, bundle):
 
 
 def test_join_namespace_by_path(ocipy, bundle, tmp_path, busybox_rootfs):
-    from conftest import Bundle
-
+    Bundle = type(bundle)
     bundle.args("sleep", "100").write()
     assert ocipy("run", "--detach", "--bundle", bundle.path, "first").returncode == 0
     import json

@@ -178,12 +178,12 @@ def test_state_survives_a_closed_stderr(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["state", "start", "kill", "delete", "list"])
-def test_hot_commands_import_no_schema_or_netlink_code(tmp_path, command):
+def test_hot_commands_import_no_schema_netlink_or_click_code(tmp_path, command):
     args = [] if command == "list" else ["nope"]
     code = (
         "import sys, runpy; sys.argv = ['ocipy', '--root', %r, %r, *%r]\n"
         "try:\n    runpy.run_module('ocipy', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'pyroute2', 'referencing')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'pyroute2', 'referencing', 'click')))"
     ) % (str(tmp_path), command, args)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
@@ -219,3 +219,35 @@ def test_oom_count():
     from ocipy.events import oom_count
 
     assert oom_count({"memory": {"raw": {"oom_kill": 3}}}) == 3 and oom_count({}) == 0
+
+
+# --- the fast path for hot commands ------------------------------------------------------------
+def test_fast_path_parses_what_engines_send():
+    from ocipy.main import parse_fast
+
+    assert parse_fast(["--root", "/r", "--log", "l.json", "--log-format=json", "state", "c1"]) == (
+        {"root": "/r", "log": "l.json", "log_format": "json"}, "state", {}, ["c1"])
+    assert parse_fast(["-root=/r", "kill", "--all", "c1", "9"]) == ({"root": "/r"}, "kill", {"all": True}, ["c1", "9"])
+    assert parse_fast(["delete", "-f", "c1"]) == ({}, "delete", {"force": True}, ["c1"])
+    assert parse_fast(["--systemd-cgroup", "list", "--format=json", "-q"]) == ({"systemd_cgroup": True}, "list", {"format": "json", "quiet": True}, [])
+    assert parse_fast(["kill", "c1", "-9"]) == ({}, "kill", {}, ["c1", "-9"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["state"], ["state", "a", "b"], ["state", "--help", "c"], ["run", "c"], ["--weird", "state", "c"],
+    ["list", "--format", "json"], ["list", "--format=yaml"], ["--root"], ["--log-format=xml", "state", "c"], [],
+])
+def test_fast_path_leaves_everything_else_to_click(argv):
+    from ocipy.main import parse_fast
+
+    assert parse_fast(argv) is None
+
+
+def test_fast_and_click_paths_print_the_same(tmp_path):
+    fast = ocipy_cli("--root", str(tmp_path), "list", "--format=json")
+    slow = ocipy_cli("--root", str(tmp_path), "list", "--format", "json")  # spaced value: click's path
+    assert fast.stdout == slow.stdout == "null\n"
+    fast = ocipy_cli("--root", str(tmp_path), "kill", "nope")
+    slow = ocipy_cli("--root", str(tmp_path), "kill", "-a", "nope", "KILL", "extra")
+    assert fast.returncode == 1 and fast.stderr.strip() == "container does not exist"
+    assert slow.returncode == 2  # click's usage error for the extra argument

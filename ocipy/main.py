@@ -1,0 +1,130 @@
+"""The `ocipy` entry point: a fast path for the commands engines call constantly.
+
+containerd and podman run `state`, `start`, `kill`, `delete` and `list` for every
+container, each in a fresh interpreter, so those commands parse their few flags
+here without importing click (about 30 ms). Anything else, or anything unusual
+(--help, an unknown flag, a missing argument), goes to the full click CLI, which
+also produces the usage errors.
+"""
+
+import os
+import sys
+
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format", "--cgroup-manager": "cgroup_manager", "--rootless": "rootless"}
+_GLOBAL_FLAGS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+_COMMAND_FLAGS = {
+    "state": {},
+    "start": {},
+    "kill": {"--all": "all", "-a": "all"},
+    "delete": {"--force": "force", "-f": "force"},
+    "list": {"--quiet": "quiet", "-q": "quiet"},
+}
+_COMMAND_VALUES = {"list": {"--format": "format", "-f": "format"}}
+_POSITIONALS = {"state": (1, 1), "start": (1, 1), "kill": (1, 2), "delete": (1, 1), "list": (0, 0)}
+
+
+def parse_fast(argv: list[str]) -> tuple[dict, str, dict, list[str]] | None:
+    """Pure: (global options, command, command options, positionals), or None to use click."""
+    opts: dict = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        if name.startswith("-") and not name.startswith("--") and len(name) > 2:
+            name = "-" + name  # runc's single-dash long options
+        if name in _GLOBAL_FLAGS and not eq:
+            opts[_GLOBAL_FLAGS[name]] = True
+        elif name in _GLOBAL_VALUES:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+            opts[_GLOBAL_VALUES[name]] = value
+        else:
+            return None
+        i += 1
+    if i >= len(argv) or argv[i] not in _COMMAND_FLAGS:
+        return None
+    command = argv[i]
+    flags, values = _COMMAND_FLAGS[command], _COMMAND_VALUES.get(command, {})
+    cmd_opts: dict = {}
+    positionals: list[str] = []
+    for arg in argv[i + 1 :]:
+        if arg.startswith("-") and not arg.lstrip("-").isdigit():
+            name, eq, value = arg.partition("=")
+            if name.startswith("-") and not name.startswith("--") and len(name) > 2:
+                name = "-" + name
+            if name in flags and not eq:
+                cmd_opts[flags[name]] = True
+            elif name in values and eq:
+                cmd_opts[values[name]] = value
+            else:
+                return None  # --help, a spaced value, an unknown flag: click handles it
+        else:
+            positionals.append(arg)
+    low, high = _POSITIONALS[command]
+    if not low <= len(positionals) <= high:
+        return None
+    if command == "list" and cmd_opts.get("format", "table") not in ("table", "json"):
+        return None
+    if opts.get("log_format", "text") not in ("text", "json"):
+        return None
+    return opts, command, cmd_opts, positionals
+
+
+def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -> int:
+    from . import logs
+    from .errors import OcipyError
+    from .runtime import DEFAULT_ROOT, Runtime
+
+    log = logs.configure(opts.get("log"), opts.get("log_format", "text"), opts.get("debug", False))
+    driver = opts.get("cgroup_manager") or ("systemd" if opts.get("systemd_cgroup") else "cgroupfs")
+    runtime = Runtime(opts.get("root") or DEFAULT_ROOT, cgroup_manager=driver)
+    try:
+        if command == "list":
+            from .output import list_output
+
+            states = [c.state() for c in runtime.containers()]
+            sys.stdout.write(list_output(states, cmd_opts.get("format", "table"), cmd_opts.get("quiet", False)))
+        elif command == "delete":
+            runtime.delete(positionals[0], force=cmd_opts.get("force", False))
+        else:
+            container = runtime.container(positionals[0])
+            if command == "state":
+                from .output import state_json
+
+                sys.stdout.write(state_json(container.state()) + "\n")
+            elif command == "start":
+                container.start()
+            elif command == "kill":
+                container.kill(positionals[1] if len(positionals) > 1 else "SIGTERM", all=cmd_opts.get("all", False))
+    except (OcipyError, OSError) as e:
+        log.error(str(e))
+        return getattr(e, "exit_code", 1)
+    return 0
+
+
+def ensure_std_fds() -> None:
+    """Open /dev/null on any of fds 0-2 the caller closed (podman closes stderr for `state`),
+    so that no socket or file of ours lands there and passes into a container as stdio."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ensure_std_fds()
+    argv = sys.argv[1:] if argv is None else argv
+    parsed = parse_fast(argv)
+    if parsed is not None:
+        code = run_fast(*parsed)
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        sys.exit(code)
+    from .cli import main as click_main
+
+    click_main(argv)
