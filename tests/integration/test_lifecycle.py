@@ -187,3 +187,18 @@ def test_library_drives_a_container_without_a_subprocess(runtime, bundle, tmp_pa
     assert (out / "marker").read_text() == "lib\n"
     c.delete()
     assert os.listdir(runtime.root) == []
+
+
+def test_cgroup_manager_disabled_runs_without_a_cgroup(ocipy, bundle):
+    bundle.shell("cat /proc/self/cgroup").write()
+    r = ocipy("--cgroup-manager", "disabled", "run", "--bundle", bundle.path, "nocg")
+    assert r.returncode == 0, r.stderr
+    rel = bundle.config["linux"]["cgroupsPath"]
+    assert rel not in r.stdout  # the container stayed in the caller's cgroups
+
+
+def test_systemd_cgroup_fails_clearly_and_leaves_nothing(ocipy, bundle, state_root):
+    bundle.args("true").write()
+    r = ocipy("--systemd-cgroup", "create", "--bundle", bundle.path, "sd")
+    assert r.returncode == 1 and "systemd" in r.stderr
+    assert list(state_root.iterdir()) == []
