@@ -102,36 +102,43 @@ def run_scenario(scenario, runtimes, rounds, warmup, log=lambda msg: None):
 
     samples = {row[0]: {rt.name: [] for rt in runtimes} for row in scenario.rows}
     error = None
-    set_up = []
-    try:
-        for rt in runtimes:
-            set_up.append(rt)
-            scenario.setup(rt)
-        for i in range(warmup):
-            for rt in (runtimes if i % 2 == 0 else runtimes[::-1]):
-                scenario.warmup(rt)
-        for i in range(rounds):
-            for rt in (runtimes if i % 2 == 0 else runtimes[::-1]):  # alternate who goes first
-                values = scenario.measure(rt)
-                for row, value in values.items():
-                    samples[row][rt.name].append(value)
-            log(f"  {scenario.name}: round {i + 1}/{rounds}")
-    except CommandFailed as e:
-        error = e.describe()
-    except Exception as e:  # a broken measurement is reported, not fatal for the other scenarios
-        error = f"{type(e).__name__}: {e}"
-    finally:
-        for rt in set_up:
-            try:
-                scenario.teardown(rt)
-            except CommandFailed as e:
-                error = error or e.describe()
-            except Exception as e:
-                error = error or f"teardown: {type(e).__name__}: {e}"
+    # normally all runtimes are set up, then each round runs them in turn (who goes first alternates);
+    # an exclusive scenario (too big to hold both) does set-up, rounds and tear-down per runtime
+    groups = [[rt] for rt in runtimes] if scenario.exclusive else [list(runtimes)]
+    for group in groups:
+        if error:
+            break
+        set_up = []
+        try:
+            for rt in group:
+                set_up.append(rt)
+                scenario.setup(rt)
+            for i in range(warmup):
+                for rt in (group if i % 2 == 0 else group[::-1]):
+                    scenario.warmup(rt)
+            for i in range(rounds):
+                for rt in (group if i % 2 == 0 else group[::-1]):  # alternate who goes first
+                    values = scenario.measure(rt)
+                    for row, value in values.items():
+                        samples[row][rt.name].append(value)
+                log(f"  {scenario.name}: {'/'.join(rt.name for rt in group)} round {i + 1}/{rounds}")
+        except CommandFailed as e:
+            error = e.describe()
+        except Exception as e:  # a broken measurement is reported, not fatal for the other scenarios
+            error = f"{type(e).__name__}: {e}"
+        finally:
+            for rt in set_up:
+                try:
+                    scenario.teardown(rt)
+                except CommandFailed as e:
+                    error = error or e.describe()
+                except Exception as e:
+                    error = error or f"teardown: {type(e).__name__}: {e}"
     results = []
     for row, unit, target, vs_bare in scenario.rows:
         r = {"scenario": scenario.name, "row": row, "unit": unit, "target_ratio": target,
-             "compare_to_bare": vs_bare, "status": "FAILED" if error else "ok", "error": error}
+             "compare_to_bare": vs_bare, "status": "FAILED" if error else "ok", "error": error,
+             "note": getattr(scenario, "note", None)}
         for rt in runtimes:
             r[rt.name] = None if error else stats.summarize(samples[row][rt.name])
         results.append(r)
@@ -176,6 +183,11 @@ def render_table(results, runtimes=("ocipy", "runc")):
         if r["scenario"] not in seen:
             seen.add(r["scenario"])
             out.append(f"FAILED {r['scenario']}: {r['error']}")
+    noted = set()
+    for r in results:
+        if r.get("note") and r["scenario"] not in noted:
+            noted.add(r["scenario"])
+            out.append(f"note {r['scenario']}: {r['note']}")
     out.append("targets: ocipy/runc <= 1.0 for run, create+start+delete, exec; "
                f"ocipy/bare <= {BARE_TARGET:g} for state, kill, start, delete, list. (>x) marks a miss.")
     return "\n".join(out)

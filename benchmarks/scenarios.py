@@ -330,13 +330,41 @@ def read_pid(path):
         return int(f.read().strip())
 
 
-def pss_kib(pid):
-    """Pss (KiB) of `pid` from /proc/<pid>/smaps_rollup."""
+def smaps_rollup(pid):
+    """{field: KiB} from /proc/<pid>/smaps_rollup."""
+    fields = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    return fields
+
+
+def pss_kib(pid):
+    """Pss (KiB) of `pid` from /proc/<pid>/smaps_rollup."""
+    pss = smaps_rollup(pid).get("Pss")
+    if pss is None:
+        raise ValueError(f"no Pss in /proc/{pid}/smaps_rollup")
+    return pss
+
+
+def uss_kib(pid):
+    """Private memory (Private_Clean + Private_Dirty, KiB) of `pid`: what each more container costs."""
+    f = smaps_rollup(pid)
+    return f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
                 return int(line.split()[1])
-    raise ValueError(f"no Pss in /proc/{pid}/smaps_rollup")
+    return None
+
+
+MIN_AVAILABLE_KIB = 2 * 1024 * 1024  # the list set-up stops (FAILED) rather than push the host into OOM
+PER_CONTAINER_PAIR_KIB = 26 * 1024  # measured USS of one created container, ocipy + runc
 
 
 # ---------------------------------------------------------------- scenarios
@@ -350,6 +378,8 @@ class Scenario:
     name = ""
     rows = []
     heavy = False  # uses --heavy-rounds and a single warm-up `run`
+    exclusive = False  # one runtime after the other (set-up, rounds, tear-down): too big to hold both at once
+    note = None
 
     def __init__(self, host):
         self.host = host
@@ -484,10 +514,20 @@ class List(Scenario):
         self.name = f"list-{count}"
         self.row = f"list ({count} created)"
         self.rows = [(self.row, "ms", None, True)]
+        # created containers hold their blocked pid 1: about 16 MiB (ocipy) + 9 MiB (runc) private each
+        available = mem_available_kib()
+        if available is not None and count * PER_CONTAINER_PAIR_KIB > available - MIN_AVAILABLE_KIB:
+            self.exclusive = True
+            self.note = "one runtime at a time (both sets would not fit in memory)"
 
     def setup(self, rt):
         ids = self.ctx.setdefault(rt.name, [])
-        for _ in range(self.count):
+        for i in range(self.count):
+            if i % 20 == 0:
+                available = mem_available_kib()
+                if available is not None and available < MIN_AVAILABLE_KIB:
+                    raise CommandFailed(rt.name, ["", "create"], None,
+                                        f"set-up stopped after {i} containers: MemAvailable {available // 1024} MiB")
             cid = self.host.new_id("list")
             rt.invoke("create", "--bundle", self.host.bundle(cid, SLEEP_ARGS), cid)
             ids.append(cid)
@@ -508,7 +548,8 @@ class CreatedMemory(Scenario):
     """Pss of the blocked pid 1 of a `created` container (runc: `runc init`), and of all its cgroup's processes."""
 
     name = "created-memory"
-    rows = [("Pss created init", "KiB", None, False), ("Pss created container (cgroup)", "KiB", None, False)]
+    rows = [("Pss created init", "KiB", None, False), ("USS created init", "KiB", None, False),
+            ("Pss created container (cgroup)", "KiB", None, False)]
 
     def measure(self, rt):
         cid = self.host.new_id("mem")
@@ -518,6 +559,7 @@ class CreatedMemory(Scenario):
             time.sleep(0.2)  # let the blocked init settle
             pid = read_pid(pid_file)
             init = pss_kib(pid)
+            private = uss_kib(pid)
             pids = set()
             for d in self.host.cgroup_dirs(cid):
                 try:
@@ -529,7 +571,7 @@ class CreatedMemory(Scenario):
             total = sum(pss_kib(p) for p in pids)
         finally:
             self.force_delete(rt, cid)
-        return {"Pss created init": init, "Pss created container (cgroup)": total}
+        return {"Pss created init": init, "USS created init": private, "Pss created container (cgroup)": total}
 
 
 class Sequential(Scenario):

@@ -57,6 +57,11 @@ def pytest_collection_modifyitems(config, items):
 
 # --------------------------------------------------------------------------- machine state
 
+# Directories the daemons create whatever their configuration says (dockerd's plugin directory,
+# the runc shim's socket directory, ctr's default FIFO directory): removed after the session when
+# it created them and they are empty.
+HARDCODED_DIRS = ["/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd"]
+
 
 def mounts() -> set[str]:
     with open("/proc/self/mountinfo") as f:
@@ -135,8 +140,15 @@ def e2e_dir():
         pytest.skip(f"{RUNC} missing: apt-get install runc")
     mounts_before = mounts()
     cgroups_before = cgroup_dirs()
+    scratch_before = {d for d in HARDCODED_DIRS if os.path.lexists(d)}
     top = Path(tempfile.mkdtemp(prefix="ocipy-e2e-", dir="/tmp"))
     yield top
+    for d in HARDCODED_DIRS:  # deepest first; only the ones this session made, only when empty
+        if d not in scratch_before:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
     # Teardown runs after every engine fixture has removed its containers and stopped its daemon.
     left = []
     for d in sorted(cgroup_dirs() - cgroups_before, key=len, reverse=True):
@@ -339,8 +351,11 @@ class Ctr:
         self.wrappers = wrappers
         self.image = f"docker.io/library/{IMAGE}:latest"
 
+    def argv(self, *args) -> list:
+        return ["ctr", "--address", str(self.sock), "--namespace", CTR_NS, *map(str, args)]
+
     def __call__(self, *args, check=False, timeout=CMD_TIMEOUT, input=None, **kw):
-        argv = ["ctr", "--address", str(self.sock), "--namespace", CTR_NS, *map(str, args)]
+        argv = self.argv(*args)
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
                            stdin=None if input is not None else subprocess.DEVNULL, **kw)
         if check and r.returncode != 0:
@@ -350,7 +365,11 @@ class Ctr:
     def runc_flags(self, rt: str) -> list[str]:
         """ctr run flags that make the runc shim call `rt` (through its wrapper), with a private root."""
         return ["--runc-binary", str(self.wrappers[rt].path), "--runc-root", str(self.top / f"runc-root-{rt}"),
-                "--snapshotter", "native"]
+                "--snapshotter", "native", *self.fifo_flags()]
+
+    def fifo_flags(self) -> list[str]:
+        """ctr's stdio FIFOs go to /run/containerd/fifo unless told otherwise."""
+        return ["--fifo-dir", str(self.top / "fifo")]
 
     def cleanup(self):
         for cid in self("containers", "list", "-q").stdout.split():

@@ -86,3 +86,38 @@ def uniq(prefix: str, rt: str) -> str:
 
 ERRNO_WORDS = re.compile(r"(no such file or directory|executable file not found|permission denied|operation not permitted)",
                          re.I)
+
+
+def run_in_pty(argv: list, timeout: float = 60, env=None) -> tuple[int, str]:
+    """Run `argv` with a pty as its stdin/stdout/stderr (ctr -t insists on a terminal); return (rc, output)."""
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    finally:
+        os.close(slave)
+    out = b""
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every slave fd closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        rc = proc.wait(timeout=max(1.0, end - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return rc, out.decode(errors="replace")

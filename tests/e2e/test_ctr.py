@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from e2e_support import compare, host_cgroup_file, text, uniq, wait_for
+import subprocess
+
+from e2e_support import compare, host_cgroup_file, run_in_pty, text, uniq, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -55,8 +57,8 @@ def test_run_tty(ctr, wrappers):
     def scenario(rt):
         cid = uniq("runt", rt)
         try:
-            r = _run(ctr, rt, cid, "sh", "-c", "tty; exit 2", flags=["--rm", "-t"])
-            return {"rc": r.returncode, "out": text(r.stdout).strip()}
+            rc, out = run_in_pty(ctr.argv("run", *ctr.runc_flags(rt), "--rm", "-t", ctr.image, cid, "sh", "-c", "tty; exit 2"))
+            return {"rc": rc, "out": text(out).strip()}
         finally:
             _remove(ctr, cid)
 
@@ -68,11 +70,11 @@ def test_exec(ctr, wrappers):
         cid = uniq("exec", rt)
         try:
             _detached(ctr, rt, cid, "sleep", "300")
-            e = ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo in; cat /proc/1/cmdline | tr '\\0' ' '; exit 5")
-            t = ctr("tasks", "exec", "-t", "--exec-id", "e2", cid, "sh", "-c", "tty; exit 4")
-            m = ctr("tasks", "exec", "--exec-id", "e3", cid, "/nonexistent")
+            e = ctr("tasks", "exec", *ctr.fifo_flags(), "--exec-id", "e1", cid, "sh", "-c", "echo in; cat /proc/1/cmdline | tr '\\0' ' '; exit 5")
+            t_rc, t_out = run_in_pty(ctr.argv("tasks", "exec", *ctr.fifo_flags(), "-t", "--exec-id", "e2", cid, "sh", "-c", "tty; exit 4"))
+            m = ctr("tasks", "exec", *ctr.fifo_flags(), "--exec-id", "e3", cid, "/nonexistent")
             return {"rc": e.returncode, "out": e.stdout, "err": e.stderr,
-                    "tty_rc": t.returncode, "tty_out": text(t.stdout).strip().startswith("/dev/pts/"),
+                    "tty_rc": t_rc, "tty_out": text(t_out).strip().startswith("/dev/pts/"),
                     "missing_rc": m.returncode, "missing_msg": "no such file or directory" in m.stderr,
                     "status": _task_status(ctr, cid)}
         finally:
@@ -86,20 +88,28 @@ def test_exec(ctr, wrappers):
 def test_kill_and_delete(ctr, wrappers):
     def scenario(rt):
         cid = uniq("kill", rt)
+        # ctr run in the foreground relays the exit status; kill it from a second ctr
+        fg = subprocess.Popen(ctr.argv("run", *ctr.runc_flags(rt), ctr.image, cid, "sh", "-c",
+                                       "trap 'exit 9' USR1; echo ready; while :; do sleep 0.1; done"),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _detached(ctr, rt, cid, "sh", "-c", "trap 'exit 9' USR1; while :; do sleep 0.1; done")
-            time.sleep(0.3)  # let the trap be set
+            ready = fg.stdout.readline().strip()
             k = ctr("tasks", "kill", "-s", "SIGUSR1", cid)
-            stopped = wait_for(lambda: _task_status(ctr, cid) == "STOPPED", timeout=10)
-            d = ctr("tasks", "delete", cid)  # exits with the task's exit status
+            fg_rc = fg.wait(timeout=30)
+            stopped = _task_status(ctr, cid)  # the foreground ctr run deleted the task already
+            d = ctr("tasks", "delete", cid)
             c = ctr("containers", "delete", cid)
-            return {"kill_rc": k.returncode, "stopped": bool(stopped), "delete_rc": d.returncode,
-                    "container_delete_rc": c.returncode, "gone": ctr("containers", "info", cid).returncode != 0}
+            return {"ready": ready, "kill_rc": k.returncode, "run_rc": fg_rc, "after_kill": stopped,
+                    "delete_rc": d.returncode, "container_delete_rc": c.returncode,
+                    "gone": ctr("containers", "info", cid).returncode != 0}
         finally:
+            if fg.poll() is None:
+                fg.kill()
+                fg.wait()
             _remove(ctr, cid)
 
-    assert compare(wrappers, scenario) == {"kill_rc": 0, "stopped": True, "delete_rc": 9,
-                                           "container_delete_rc": 0, "gone": True}
+    assert compare(wrappers, scenario) == {"ready": "ready", "kill_rc": 0, "run_rc": 9, "after_kill": "none",
+                                           "delete_rc": 1, "container_delete_rc": 0, "gone": True}
 
 
 def test_delete_force_running_and_kill_all(ctr, wrappers):
@@ -107,7 +117,7 @@ def test_delete_force_running_and_kill_all(ctr, wrappers):
         cid = uniq("delf", rt)
         try:
             _detached(ctr, rt, cid, "sleep", "300")
-            ctr("tasks", "exec", "-d", "--exec-id", "bg", cid, "sleep", "301")
+            ctr("tasks", "exec", *ctr.fifo_flags(), "-d", "--exec-id", "bg", cid, "sleep", "301")
             plain = ctr("tasks", "delete", cid)  # running: refused
             ka = ctr("tasks", "kill", "-a", "-s", "SIGKILL", cid)
             stopped = wait_for(lambda: _task_status(ctr, cid) == "STOPPED", timeout=10)
@@ -117,7 +127,7 @@ def test_delete_force_running_and_kill_all(ctr, wrappers):
         finally:
             _remove(ctr, cid)
 
-    assert compare(wrappers, scenario) == {"plain_rc": 1, "kill_all_rc": 0, "stopped": True, "delete_rc": 137,
+    assert compare(wrappers, scenario) == {"plain_rc": 1, "kill_all_rc": 0, "stopped": True, "delete_rc": 0,
                                            "status": "none"}
 
 

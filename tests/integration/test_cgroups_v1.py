@@ -35,6 +35,7 @@ if not HAVE_V1:
 
 # A child that obeys one-line commands on stdin and answers on stdout.
 from cgroup_harness import Child, clean_host, read, spawn  # noqa: F401 - clean_host is a fixture
+from shared_paths import CORPUS  # noqa: E402
 
 @pytest.fixture
 def manager(clean_host):
@@ -199,7 +200,7 @@ def test_device_rule_denies_dev_null(manager, clean_host):
 
 def test_device_default_deny_with_exceptions(manager, clean_host):
     manager.create()
-    with open("/work/shared/corpus/engines/docker-run-d.config.json") as f:
+    with open(f"{CORPUS}/docker-run-d.config.json") as f:
         devices = json.load(f)["linux"]["resources"]["devices"]
     manager.apply({"devices": devices})
     child = spawn(clean_host)
@@ -278,11 +279,11 @@ def test_destroy_keeps_intermediate_dir_shared_with_another_container(clean_host
 def test_update_zero_means_no_change(manager, clean_host):
     manager.create()
     manager.apply({"memory": {"limit": 64 << 20}, "cpu": {"shares": 256}})
-    with open("/work/shared/corpus/engines/docker-update-3.resources-stdin.json") as f:
+    with open(f"{CORPUS}/docker-update-3.resources-stdin.json") as f:
         manager.update(json.load(f))
     assert read(os.path.join(manager.paths["memory"], "memory.limit_in_bytes")) == str(64 << 20)
     assert read(os.path.join(manager.paths["cpu"], "cpu.shares")) == "256"
-    with open("/work/shared/corpus/engines/docker-update-1.resources-stdin.json") as f:
+    with open(f"{CORPUS}/docker-update-1.resources-stdin.json") as f:
         manager.update(json.load(f))
     mem = manager.paths["memory"]
     assert read(os.path.join(mem, "memory.limit_in_bytes")) == str(64 << 20)
@@ -333,7 +334,7 @@ def test_stats_shape(manager, clean_host):
     manager.add_process(child.pid)
     assert child.ask("alloc 8") == "ok"
     s = manager.stats()
-    with open("/work/shared/corpus/engines/runc-events-stats.json") as f:
+    with open(f"{CORPUS}/runc-events-stats.json") as f:
         ref = json.load(f)["data"]
     assert set(ref) <= set(s)
     assert s["memory"]["usage"]["usage"] >= 8 << 20
@@ -384,7 +385,7 @@ def test_destroy_of_a_busy_cgroup_fails_and_keeps_it(manager, clean_host):
 @pytest.mark.parametrize("config", ["docker-run-d", "docker-run-t", "podman-run-d", "podman-run-t", "ctr-run",
                                     "runc-spec"])
 def test_engine_configs_apply(manager, config):
-    with open(f"/work/shared/corpus/engines/{config}.config.json") as f:
+    with open(f"{CORPUS}/{config}.config.json") as f:
         resources = json.load(f)["linux"].get("resources")
     manager.create()
     manager.apply(resources)

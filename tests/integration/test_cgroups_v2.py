@@ -42,6 +42,7 @@ V2_MOUNTINFO = "".join(line for line in open("/proc/self/mountinfo") if " - cgro
 
 # A child that obeys one-line commands on stdin and answers on stdout.
 from cgroup_harness import clean_host, read, spawn  # noqa: F401 - clean_host is a fixture
+from shared_paths import CORPUS  # noqa: E402
 
 @pytest.fixture
 def manager(clean_host):
@@ -137,7 +138,7 @@ def test_bpf_device_program_denies_dev_null(manager, clean_host):
 
 def test_bpf_docker_default_deny_rules(manager, clean_host):
     manager.create()
-    with open("/work/shared/corpus/engines/docker-run-d.config.json") as f:
+    with open(f"{CORPUS}/docker-run-d.config.json") as f:
         devices = json.load(f)["linux"]["resources"]["devices"]
     manager.apply({"devices": devices})
     child = spawn(clean_host)

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import tempfile
-import traceback
+from pathlib import Path
 
 import pytest
 
@@ -32,21 +32,12 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static"),
 ]
 
-RUNC_SPEC = os.path.join("/work/shared/corpus/engines/runc-spec.config.json")
+RUNC_SPEC = str(Path(__file__).resolve().parents[3] / "shared" / "corpus" / "engines" / "runc-spec.config.json")
 
 
 # --- harness -----------------------------------------------------------------------------
-def _mountinfo_lines():
-    with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
-
-
-@pytest.fixture(autouse=True)
-def no_mount_left_behind():
-    before = _mountinfo_lines()
-    yield
-    after = _mountinfo_lines()
-    assert after == before, "the host's mount table changed"
+from nsharness import no_mount_left_behind, run_in_namespaces  # noqa: E402,F401 - an autouse fixture
+from shared_paths import CORPUS  # noqa: E402
 
 
 @pytest.fixture
@@ -55,63 +46,6 @@ def rootfs():
         path = os.path.join(d, "rootfs")
         build_busybox_rootfs(path)
         yield path
-
-
-def run_in_namespaces(fn, *args, userns: bool = False, before_userns=None) -> dict:
-    """Run fn(*args) as pid 1 of new mount + pid namespaces; return what it returned
-    (a JSON-able value) or raise with the child's traceback. With userns=True the
-    child first enters a new user namespace mapping only root to root (the one mapping
-    a process may write for itself), then new mount, pid and ipc namespaces owned by it."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(r)
-            if before_userns is not None:
-                # a private mount namespace of our own for set-up the user namespace
-                # then inherits (its mounts' flags become locked there)
-                sc.unshare(sc.CLONE_NEWNS)
-                sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-                before_userns()
-            if userns:
-                sc.unshare(sc.CLONE_NEWUSER)
-                for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
-                    with open(f"/proc/self/{name}", "w") as f:
-                        f.write(text)
-                sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWIPC)
-            else:
-                sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            pid2 = os.fork()
-            if pid2 == 0:
-                try:
-                    result = {"ok": fn(*args)}
-                except BaseException:
-                    result = {"error": traceback.format_exc()}
-                os.write(w, json.dumps(result).encode())
-                os._exit(0)
-            _, status = os.waitpid(pid2, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except BaseException:
-            os.write(w, json.dumps({"error": traceback.format_exc()}).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    raw = b"".join(chunks).decode()
-    assert raw, f"child exited with status {status} and said nothing"
-    out = json.loads(raw)
-    if "error" in out:
-        raise AssertionError("in the container:\n" + out["error"])
-    return out["ok"]
 
 
 def runc_spec_config(rootfs: str) -> dict:
@@ -422,7 +356,7 @@ def test_in_a_user_namespace(rootfs, config):
     """A real user namespace: mknod is refused (devices become binds), sysfs cannot be
     mounted without owning the network namespace (falls back to a read-only rbind of
     /sys), flags of inherited mounts are locked (remounts keep them)."""
-    with open(os.path.join("/work/shared/corpus/engines", config)) as f:
+    with open(os.path.join(CORPUS, config)) as f:
         cfg = json.load(f)
     cfg["root"] = {"path": rootfs, "readonly": True}
 

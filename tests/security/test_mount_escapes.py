@@ -11,12 +11,10 @@ that the host was not touched:
   and (fixture) the host's mount table is unchanged.
 """
 
-import json
 import os
 import stat
 import sys
 import tempfile
-import traceback
 
 import pytest
 
@@ -27,7 +25,6 @@ if ROOT not in sys.path:
 from bundles.rootfs import build_busybox_rootfs  # noqa: E402
 from ocipy.errors import SetupError  # noqa: E402
 from ocipy.linux import rootfs as rootfs_mod  # noqa: E402
-from ocipy.linux import syscalls as sc  # noqa: E402
 from ocipy.spec import Spec  # noqa: E402
 
 pytestmark = [
@@ -39,16 +36,7 @@ pytestmark = [
 SECRET = "host secret, must stay untouched\n"
 
 
-def _mountinfo_lines():
-    with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
-
-
-@pytest.fixture(autouse=True)
-def no_mount_left_behind():
-    before = _mountinfo_lines()
-    yield
-    assert _mountinfo_lines() == before, "the host's mount table changed"
+from nsharness import no_mount_left_behind, run_in_namespaces  # noqa: E402,F401 - an autouse fixture
 
 
 @pytest.fixture
@@ -78,41 +66,6 @@ def host_snapshot(world) -> dict:
     with open(world["secret"]) as f:
         content = f.read()
     return {"listing": sorted(os.listdir(world["host"])), "mode": st.st_mode, "content": content, "ino": st.st_ino}
-
-
-def run_in_namespaces(fn, *args):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(r)
-            sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWPID)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            pid2 = os.fork()
-            if pid2 == 0:
-                try:
-                    result = {"ok": fn(*args)}
-                except BaseException:
-                    result = {"error": traceback.format_exc()}
-                os.write(w, json.dumps(result).encode())
-                os._exit(0)
-            _, status = os.waitpid(pid2, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except BaseException:
-            os.write(w, json.dumps({"error": traceback.format_exc()}).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    out = json.loads(b"".join(chunks).decode())
-    if "error" in out:
-        raise AssertionError("in the container:\n" + out["error"])
-    return out["ok"]
 
 
 def mountpoints(text: str) -> list[str]:

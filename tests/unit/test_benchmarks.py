@@ -95,6 +95,22 @@ def test_run_scenario_alternates_and_summarizes():
     assert sc.torn_down == ["ocipy", "runc"]
 
 
+def test_exclusive_scenario_runs_one_runtime_after_the_other():
+    class Exclusive(Fixed):
+        exclusive = True
+        note = "one runtime at a time"
+
+        def setup(self, rt):
+            self.calls.append(f"setup {rt.name}")
+
+    sc = Exclusive({"ocipy": [1, 2], "runc": [3, 4]})
+    rows = run_scenario(sc, [FakeRuntime("ocipy"), FakeRuntime("runc")], rounds=2, warmup=0)
+    assert sc.calls == ["setup ocipy", "ocipy", "ocipy", "setup runc", "runc", "runc"]
+    assert sc.torn_down == ["ocipy", "runc"]
+    assert rows[0]["runc"]["samples"] == [3.0, 4.0] and rows[0]["note"] == "one runtime at a time"
+    assert "note fixed: one runtime at a time" in render_table(add_ratios(rows))
+
+
 class FailsFor(Scenario):
     """Runs a real command per runtime: /bin/true for one, /bin/false for the other."""
 

@@ -232,11 +232,11 @@ def test_v1_fields_named_for_errors():
 
 
 def test_zero_means_unchanged_docker_update():
-    with open("/work/shared/corpus/engines/docker-update-3.resources-stdin.json") as f:
+    with open(f"{CORPUS}/docker-update-3.resources-stdin.json") as f:
         r = json.load(f)
     assert res.plan_v1(r) == []
     assert res.plan_v2(r) == []
-    with open("/work/shared/corpus/engines/docker-update-2.resources-stdin.json") as f:
+    with open(f"{CORPUS}/docker-update-2.resources-stdin.json") as f:
         r = json.load(f)
     assert _files(res.plan_v1(r)) == [("memory", "memory.soft_limit_in_bytes", "33554432"),
                                       ("cpu", "cpu.shares", "512"), ("cpuset", "cpuset.cpus", "0")]
@@ -260,7 +260,7 @@ def test_v1_devices_deny_all_first_then_in_order():
 
 
 def test_v1_devices_from_docker_config():
-    with open("/work/shared/corpus/engines/docker-run-d.config.json") as f:
+    with open(f"{CORPUS}/docker-run-d.config.json") as f:
         devs = json.load(f)["linux"]["resources"]["devices"]
     plan = _files(res.plan_v1({"devices": devs}))
     assert plan[0] == ("devices", "devices.deny", "a")
@@ -383,7 +383,7 @@ def test_v2_errors_for_what_v2_cannot_express():
 
 
 def test_v2_podman_update():
-    with open("/work/shared/corpus/engines/podman-update.resources.json") as f:
+    with open(f"{CORPUS}/podman-update.resources.json") as f:
         r = json.load(f)
     assert _files(res.plan_v2(r)) == [("memory", "memory.max", "67108864"), ("memory", "memory.swap.max", "67108864"),
                                       ("cpu", "cpu.max", "50000 100000")]
@@ -447,7 +447,7 @@ def test_bpf_deny_all_allows_nothing():
 
 
 def test_bpf_docker_rules():
-    with open("/work/shared/corpus/engines/docker-run-d.config.json") as f:
+    with open(f"{CORPUS}/docker-run-d.config.json") as f:
         devs = json.load(f)["linux"]["resources"]["devices"]
     prog = bpf.build_program(devs)
     assert len(prog) % 8 == 0
@@ -544,7 +544,7 @@ def test_stats_v1_on_fake_tree(tmp_path):
 
 
 def test_stats_key_names_match_runc_sample(tmp_path):
-    with open("/work/shared/corpus/engines/runc-events-stats.json") as f:
+    with open(f"{CORPUS}/runc-events-stats.json") as f:
         ref = json.load(f)["data"]
     empty = stats.stats_v1({})
     assert set(empty) == set(ref)
@@ -571,6 +571,7 @@ def test_hierarchy_mount_helpers():
 # --- v1 device updates in place -----------------------------------------------------------------
 
 from ocipy.linux.cgroups import devices_rules as dr  # noqa: E402
+from shared_paths import CORPUS  # noqa: E402
 
 DOCKERISH = [{"allow": False, "access": "rwm"},
              {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},

@@ -13,8 +13,8 @@ from ocipy.linux import devices, mountopts, paths, rootfs
 from ocipy.linux import syscalls as sc
 from ocipy.linux.mountopts import MOUNT_ATTR_RDONLY
 from ocipy.spec import Spec
+from shared_paths import CORPUS  # noqa: E402
 
-CORPUS = "/work/shared/corpus/engines"
 
 
 def load(name: str) -> dict:

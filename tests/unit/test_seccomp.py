@@ -19,8 +19,8 @@ import pytest
 
 from ocipy.errors import ConfigError, SetupError
 from ocipy.linux import seccomp
+from shared_paths import CORPUS  # noqa: E402
 
-CORPUS = "/work/shared/corpus/engines"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading a filter without no_new_privs needs root")
 
