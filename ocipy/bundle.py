@@ -53,6 +53,11 @@ RESOURCES_SCHEMA = "defs-linux.json#/$defs/Resources"
 
 def load_config(bundle: str) -> dict:
     """Read `<bundle>/config.json`; ConfigError if it is missing, unreadable or not JSON."""
+    return read_config(bundle)[1]
+
+
+def read_config(bundle: str) -> tuple[str, dict]:
+    """The text of `<bundle>/config.json` and its parsed value."""
     path = Path(bundle) / "config.json"
     try:
         text = path.read_text(encoding="utf-8")
@@ -61,7 +66,64 @@ def load_config(bundle: str) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise ConfigError(f"config.json: cannot read {path}: {reason}") from None
-    return _parse_json(text, "config.json")
+    return text, _parse_json(text, "config.json")
+
+
+# A config validated once need not be validated again: jsonschema alone costs ~40 ms to import,
+# on every `create`. The key is the exact text of config.json and of everything that judges it
+# (our schemas and this module), so a new ocipy or a changed config is validated afresh; only
+# positive results (with their warnings) are kept. The bundle-dependent check runs every time.
+CACHE_DIR_NAME = "validated@cache"  # "@" cannot appear in a container id
+CACHE_ENTRIES = 256
+
+
+@lru_cache(maxsize=None)
+def _validator_fingerprint() -> bytes:
+    import hashlib
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    schema_dir = _schema_dir()
+    for name in sorted(p.name for p in schema_dir.iterdir() if p.name.endswith(".json")):
+        h.update(name.encode() + b"\0" + (schema_dir / name).read_bytes())
+    return h.digest()
+
+
+def validate_config_cached(config: dict, text: str, bundle: str, cache_root: str) -> list[str]:
+    """validate_config, remembered under `<cache_root>/validated@cache/` (the state root)."""
+    import hashlib
+
+    key = hashlib.sha256(_validator_fingerprint() + text.encode()).hexdigest()
+    cache_dir = os.path.join(cache_root, CACHE_DIR_NAME)
+    path = os.path.join(cache_dir, key)
+    try:
+        with open(path) as f:
+            warnings = json.load(f)
+    except (OSError, ValueError):
+        warnings = None
+    if warnings is not None:
+        problems = _Problems("config.json")
+        _check_root_path(config, problems, bundle)
+        problems.raise_if_any()
+        return warnings
+    warnings = validate_config(config, bundle)
+    _remember(cache_dir, key, warnings)
+    return warnings
+
+
+def _remember(cache_dir: str, key: str, warnings: list[str]) -> None:
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        entries = os.listdir(cache_dir)
+        if len(entries) >= CACHE_ENTRIES:  # drop the oldest half
+            entries.sort(key=lambda n: os.stat(os.path.join(cache_dir, n)).st_mtime)
+            for name in entries[: len(entries) // 2]:
+                os.unlink(os.path.join(cache_dir, name))
+        tmp = os.path.join(cache_dir, f".{key}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(warnings, f)
+        os.rename(tmp, os.path.join(cache_dir, key))
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 def _parse_json(text: str, source: str) -> Any:
@@ -321,6 +383,15 @@ def _targets_linux(cfg: dict) -> bool:
     return "linux" in cfg or not any(key in cfg for key in ("windows", "solaris", "zos", "freebsd"))
 
 
+def _check_root_path(cfg: dict, problems: _Problems, bundle: str | None) -> None:
+    root_path = _dict(cfg.get("root")).get("path")
+    if bundle is not None and isinstance(root_path, str) and root_path:
+        resolved = os.path.join(bundle, root_path)
+        if not os.path.isdir(resolved):
+            what = "is not a directory" if os.path.exists(resolved) else "does not exist"
+            problems.add("/root/path", f"{_show(root_path)} {what} ({resolved})")
+
+
 def _check_config(cfg: dict, problems: _Problems, bundle: str | None) -> None:
     windows = "windows" in cfg
     on_linux = _targets_linux(cfg)
@@ -331,12 +402,7 @@ def _check_config(cfg: dict, problems: _Problems, bundle: str | None) -> None:
     root = cfg.get("root")
     if root is None and not windows:
         problems.add("/root", "is required")
-    root_path = _dict(root).get("path")
-    if bundle is not None and isinstance(root_path, str) and root_path:
-        resolved = os.path.join(bundle, root_path)
-        if not os.path.isdir(resolved):
-            what = "is not a directory" if os.path.exists(resolved) else "does not exist"
-            problems.add("/root/path", f"{_show(root_path)} {what} ({resolved})")
+    _check_root_path(cfg, problems, bundle)
 
     for i, mount in enumerate(_items(cfg.get("mounts"))):
         _check_mount(_dict(mount), problems, i, windows, namespaces)

@@ -45,8 +45,8 @@ def create_container(
     cgroup_driver: str = "cgroupfs",
 ) -> ContainerState:
     bundle = os.path.abspath(bundle)
-    config = bundle_mod.load_config(bundle)
-    for warning in bundle_mod.validate_config(config, bundle):
+    text, config = bundle_mod.read_config(bundle)
+    for warning in bundle_mod.validate_config_cached(config, text, bundle, store.root):
         logs.logger.warning(warning)
     from .spec import Spec
 

@@ -23,7 +23,7 @@ import prctl
 
 from .errors import HookError
 from .hooks import run_hooks
-from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls
+from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls, trampoline
 from .linux import seccomp as seccomp_mod
 from .linux.capnames import CAPABILITIES
 from .sync import Channel
@@ -220,6 +220,7 @@ class Launch:
     env: dict
     seccomp_filter: object  # a prepared filter still to load right before execve, or None
     notify_fd: int | None
+    trampoline_fd: int | None  # see linux/trampoline.py: why the last exec is not direct
 
 
 def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int, also_keep: tuple = ()) -> Launch:
@@ -230,6 +231,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     permitted capabilities, then the five sets are set exactly; the executable is
     looked up as the container user, in the container's root, with its PATH.
     """
+    trampoline_fd = trampoline.open_trampoline()  # before a seccomp filter could forbid memfd_create
     process.set_rlimits(proc.rlimits)
     process.set_oom_score_adj(proc.oom_score_adj)
     process.set_scheduler(proc.scheduler)
@@ -256,14 +258,18 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     process.close_stray_fds(keep_fds, also_keep=also_keep)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     env_map = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
-    return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd)
+    return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd, trampoline_fd)
 
 
 def execute(launch: Launch) -> None:
-    """Load a filter that waited for the last moment, and become the user's process."""
+    """Load a filter that waited for the last moment, and become the user's process: through the
+    sealed trampoline, so that no path the container controls can lead back to the host's
+    interpreter (it execs `executable` with `args`)."""
     if launch.seccomp_filter:
         seccomp_mod.load_prepared(launch.seccomp_filter)
     try:
+        if launch.trampoline_fd is not None:
+            os.execve(launch.trampoline_fd, [launch.executable, *launch.args], launch.env)
         os.execve(launch.executable, launch.args, launch.env)
     except OSError as e:
         os.write(2, f'exec: "{launch.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from bundles.rootfs import build_busybox_rootfs  # noqa: E402
 from ocipy.defaults import default_config  # noqa: E402
+from testlib import container_dirs  # noqa: E402
 
 # One parent cgroup per test run (relative: under our own cgroup), so a run's leak check sees
 # only its own containers, and the run removes the parent when it ends.
@@ -72,9 +73,7 @@ def _mounts() -> set[str]:
 
 
 def leftovers(root: Path, mounts_before: set[str], scope: str) -> list[str]:
-    found = []
-    if root.exists() and any(root.iterdir()):
-        found += [f"state dir {p}" for p in root.iterdir()]
+    found = [f"state dir {p}" for p in container_dirs(root)]
     for d in _own_cgroup_dirs():
         if d.exists():
             found += [f"cgroup {p}" for p in d.iterdir() if p.is_dir()]
@@ -112,7 +111,7 @@ def no_leaks(state_root, tmp_path_factory):
     scope = str(tmp_path_factory.getbasetemp())
     before = _mounts()
     yield
-    left_ids = list(state_root.iterdir()) if state_root.exists() else []
+    left_ids = container_dirs(state_root)
     for p in left_ids:
         subprocess.run([sys.executable, "-m", "ocipy", "--root", str(state_root), "delete", "--force", p.name], capture_output=True, timeout=30)
     leaks = leftovers(state_root, before, scope)

@@ -54,9 +54,10 @@ def set_rlimits(rlimits) -> None:
         except (ValueError, OSError) as e:
             cur_soft, cur_hard = resource.getrlimit(res)
             if cur_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > cur_hard):
+                # "operation not permitted" is what podman maps to its permission-denied error.
                 raise SetupError(
-                    f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: cannot raise the hard limit above "
-                    f"{cur_hard}: the runtime lacks CAP_SYS_RESOURCE (lower process.rlimits to at most {cur_hard})"
+                    f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: operation not permitted: cannot raise the hard "
+                    f"limit above {cur_hard} without CAP_SYS_RESOURCE (lower process.rlimits to at most {cur_hard})"
                 ) from None
             raise SetupError(f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: {e}") from None
 

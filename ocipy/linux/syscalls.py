@@ -7,13 +7,14 @@ deep in container set-up reads as `mount proc on /proc: Operation not permitted`
 """
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 import platform
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The interpreter already has libc loaded: dlopen(NULL) reaches it without find_library,
+# which runs `ldconfig -p` in a subprocess (about 9 ms on every command).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # --- clone / namespace flags (linux/sched.h) --------------------------------------
 CLONE_NEWTIME = 0x00000080

@@ -79,6 +79,16 @@ def cgroup_dirs() -> set[str]:
     return out
 
 
+# Where the engines put their containers' cgroups (cgroupfs driver): podman /libpod_parent/...,
+# docker /docker/<id>, ctr /<namespace>/<id>.
+ENGINE_CGROUP_TOPS = ("libpod_parent", "machine.slice", "docker", "ocipy-e2e")
+
+
+def is_engine_cgroup(d: str) -> bool:
+    parts = Path(d).relative_to("/sys/fs/cgroup").parts
+    return len(parts) >= 2 and parts[1] in ENGINE_CGROUP_TOPS
+
+
 def cgroup_procs(d: str) -> list[str]:
     try:
         return Path(d, "cgroup.procs").read_text().split()
@@ -152,6 +162,8 @@ def e2e_dir():
     # Teardown runs after every engine fixture has removed its containers and stopped its daemon.
     left = []
     for d in sorted(cgroup_dirs() - cgroups_before, key=len, reverse=True):
+        if not is_engine_cgroup(d):
+            continue  # the machine's own cgroups come and go (other sessions' commands)
         procs = cgroup_procs(d)
         if procs:
             left.append(f"cgroup {d} with processes {procs}")
@@ -212,7 +224,9 @@ class Podman:
         # The runtime lines below are what docs/engines.md documents for ocipy:
         #  - runtime_supports_json: podman passes `--log-format=json --log <file>` only to these names
         #    and reads the runtime's error from that file;
-        #  - runtime_supports_nocgroups: only these may run with --cgroups=disabled.
+        #  - runtime_supports_nocgroup: only these may run with --cgroups=disabled. Podman 4.3
+        #    (containers/common) reads this key WITHOUT the final "s"; the spelling of the man page,
+        #    runtime_supports_nocgroups, is dropped ("Failed to decode the keys" at --log-level debug).
         # default_ulimits: without CAP_SYS_RESOURCE podman's own defaults (nofile 1048576,
         # nproc 4194304) exceed this machine's hard limits and fail under runc as well.
         self.conf.write_text(f"""\
@@ -224,7 +238,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
 runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "ocipy"]
-runtime_supports_nocgroups = ["crun", "krun", "ocipy"]
+runtime_supports_nocgroup = ["crun", "krun", "ocipy"]
 
 [engine.runtimes]
 ocipy = ["{wrappers['ocipy'].path}"]

@@ -17,10 +17,6 @@ RUNTIMES = ("runc", "ocipy")  # runc first: it shows what the engine's user shou
 # --------------------------------------------------------------------------- comparison
 
 
-class Result(dict):
-    """What a user of the engine sees in one scenario; compared between runc and ocipy."""
-
-
 def compare(wrappers: dict, scenario, *args, **kwargs) -> dict:
     """Run `scenario(runtime_name, *args)` with runc, then with ocipy; fail if the results differ.
 

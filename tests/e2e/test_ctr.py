@@ -4,11 +4,10 @@ containerd runs privately (conftest `ctr` fixture), each runtime gets its own `-
 and each test runs one scenario with runc and with ocipy and compares.
 """
 
+import subprocess
 import time
 
 import pytest
-
-import subprocess
 
 from e2e_support import compare, host_cgroup_file, run_in_pty, text, uniq, wait_for
 

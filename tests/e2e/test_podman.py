@@ -4,6 +4,7 @@ Each test runs one scenario with `--runtime runc` and `--runtime ocipy` and comp
 podman user sees. Containers are named `<scenario>-<runtime>-...` and removed in `finally`.
 """
 
+import os
 import time
 
 import pytest
@@ -283,3 +284,67 @@ def test_bad_config_error_reaches_user(podman, wrappers):
 
     assert compare(wrappers, scenario) == {"rc": 126, "error_class": "OCI permission denied",
                                            "runtime_message_shown": True, "mentions_rlimit": True}
+
+
+def test_cgroups_disabled_ocipy_only(podman, wrappers):
+    """--cgroups=disabled: podman allows it only for names in runtime_supports_nocgroup (ocipy is listed
+    in our containers.conf, runc is not), so there is nothing to compare: podman refuses runc."""
+    r = podman(*RUN, "--rm", "--cgroups=disabled", IMAGE, "sh", "-c", "echo ok", runtime="runc")
+    assert r.returncode != 0, "podman is expected to refuse --cgroups=disabled for runc"
+    mark = wrappers["ocipy"].mark()
+    r = podman(*RUN, "--rm", "--cgroups=disabled", IMAGE, "sh", "-c", "echo ok; exit 3", runtime="ocipy")
+    calls = wrappers["ocipy"].since(mark)
+    assert (r.returncode, r.stdout) == (3, "ok\n"), f"rc={r.returncode} stderr={r.stderr}\ncalls:\n{calls}"
+
+
+def test_restart_and_exec_detached(podman, wrappers):
+    def scenario(rt):
+        name = uniq("restart", rt)
+        try:
+            _detached(podman, rt, name, "sh", "-c", "echo started >> /tmp/log; sleep 300")
+            d = podman("exec", "-d", name, "sh", "-c", "echo bg > /tmp/bg", runtime=rt)
+            wait_for(lambda: podman("exec", name, "cat", "/tmp/bg", runtime=rt).stdout == "bg\n", timeout=10)
+            r = podman("restart", "-t", "1", name, runtime=rt)
+            log = podman("exec", name, "cat", "/tmp/log", runtime=rt)
+            return {"exec_d_rc": d.returncode, "restart_rc": r.returncode, "log": log.stdout,
+                    "status": _status(podman, rt, name)}
+        finally:
+            _rm(podman, rt, name)
+
+    assert compare(wrappers, scenario) == {"exec_d_rc": 0, "restart_rc": 0, "log": "started\nstarted\n",
+                                           "status": "running"}
+
+
+def _pids_running(cmdline: bytes) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read() == cmdline and _alive(int(d)):
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def test_stop_with_host_pid_namespace(podman, wrappers):
+    """--pid host: the container's other processes must go too when pid 1 stops.
+
+    (podman 4.3 was seen calling plain `kill ID 15` here, then `delete --force`: it is the runtime's
+    delete that has to reap the rest of the cgroup.)"""
+    marker = b"sleep\x00301\x00"
+
+    def scenario(rt):
+        name = uniq("stopall", rt)
+        try:
+            _detached(podman, rt, name, "sh", "-c", "sleep 301 & echo ready; wait", extra=["--pid", "host"])
+            wait_for(lambda: "ready" in podman("logs", name, runtime=rt).stdout)
+            had_child = bool(_pids_running(marker))
+            s = podman("stop", "-t", "2", name, runtime=rt)
+            return {"had_child": had_child, "stop_rc": s.returncode, "status": _status(podman, rt, name),
+                    "child_left": bool(wait_for(lambda: not _pids_running(marker), timeout=5)) is False}
+        finally:
+            _rm(podman, rt, name)
+
+    assert compare(wrappers, scenario) == {"had_child": True, "stop_rc": 0, "status": "exited", "child_left": False}

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from ocipy.linux.capnames import CAPABILITIES
+from testlib import container_dirs  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -107,7 +108,7 @@ def test_rlimit_above_hard_limit_fails_clearly_and_leaves_nothing(ocipy, bundle,
     r = ocipy("create", "--bundle", bundle.path, "rl")
     assert r.returncode == 1
     assert "RLIMIT_NOFILE" in r.stderr and "CAP_SYS_RESOURCE" in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
 
 
 def test_new_namespaces_differ_from_host(ocipy, bundle):
@@ -236,7 +237,7 @@ def test_missing_executable_fails_create_with_runc_message(ocipy, bundle, state_
     r = ocipy("create", "--bundle", bundle.path, "nx")
     assert r.returncode == 1
     assert 'exec: "no-such-binary": executable file not found in $PATH' in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
     bundle.args("/etc/passwd").write()
     r = ocipy("create", "--bundle", bundle.path, "nx")
     assert r.returncode == 1 and "permission denied" in r.stderr
@@ -250,7 +251,7 @@ def test_invalid_config_names_path_and_rule(ocipy, bundle, state_root):
     assert r.returncode == 1
     assert 'config.json: /process/cwd: "tmp" must be an absolute path' in r.stderr
     assert "config.json: /mounts/0/type: 7 is not a string" in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
 
 
 def test_unknown_capability_is_logged_and_ignored(ocipy, bundle):
@@ -301,7 +302,7 @@ def test_terminal_without_console_socket_is_refused(ocipy, bundle, state_root):
     bundle.write()
     r = ocipy("create", "--bundle", bundle.path, "t2")
     assert r.returncode == 1 and "console socket" in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
 
 
 def test_run_in_foreground_relays_its_own_pty(ocipy, bundle):

@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+from testlib import container_dirs  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -82,7 +83,7 @@ def test_failing_create_hook_fails_create_and_leaves_nothing(ocipy, bundle, tmp_
     r = ocipy("create", "--bundle", bundle.path, "hf")
     assert r.returncode == 1
     assert f"{kind} hook #0" in r.stderr and "exit status 3" in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
 
 
 def test_hook_timeout(ocipy, bundle, tmp_path, state_root):
@@ -95,7 +96,7 @@ def test_hook_timeout(ocipy, bundle, tmp_path, state_root):
     r = ocipy("create", "--bundle", bundle.path, "ht")
     assert r.returncode == 1 and "timed out after 1s" in r.stderr
     assert time.monotonic() - started < 15
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []
 
 
 def test_failing_poststop_hook_is_a_warning(ocipy, bundle, tmp_path, state_root):
@@ -106,4 +107,4 @@ def test_failing_poststop_hook_is_a_warning(ocipy, bundle, tmp_path, state_root)
     assert r.returncode == 0
     assert "poststop hook #0" in r.stderr
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["poststop", "second"]
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from testlib import container_dirs  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -186,7 +187,7 @@ def test_library_drives_a_container_without_a_subprocess(runtime, bundle, tmp_pa
     assert runtime.container("lib1").status == "stopped"
     assert (out / "marker").read_text() == "lib\n"
     c.delete()
-    assert os.listdir(runtime.root) == []
+    assert container_dirs(runtime.root) == []
 
 
 def test_cgroup_manager_disabled_runs_without_a_cgroup(ocipy, bundle):
@@ -201,4 +202,4 @@ def test_systemd_cgroup_fails_clearly_and_leaves_nothing(ocipy, bundle, state_ro
     bundle.args("true").write()
     r = ocipy("--systemd-cgroup", "create", "--bundle", bundle.path, "sd")
     assert r.returncode == 1 and "systemd" in r.stderr
-    assert list(state_root.iterdir()) == []
+    assert container_dirs(state_root) == []

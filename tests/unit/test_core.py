@@ -233,9 +233,21 @@ def test_fast_path_parses_what_engines_send():
     assert parse_fast(["kill", "c1", "-9"]) == ({}, "kill", {}, ["c1", "-9"])
 
 
+def test_fast_path_parses_create_and_run_as_engines_send_them():
+    from ocipy.main import parse_fast
+
+    assert parse_fast(["--log-format=json", "--log", "l", "create", "--bundle", "/b", "--pid-file", "/p", "--no-pivot",
+                       "--preserve-fds", "2", "--console-socket", "/s", "c1"]) == (
+        {"log_format": "json", "log": "l"}, "create",
+        {"bundle": "/b", "pid_file": "/p", "no_pivot": True, "preserve_fds": 2, "console_socket": "/s"}, ["c1"])
+    assert parse_fast(["run", "-d", "-b=/b", "--keep", "-no-subreaper", "c1"]) == (
+        {}, "run", {"detach": True, "bundle": "/b", "keep": True, "no_subreaper": True}, ["c1"])
+
+
 @pytest.mark.parametrize("argv", [
-    ["state"], ["state", "a", "b"], ["state", "--help", "c"], ["run", "c"], ["--weird", "state", "c"],
-    ["list", "--format", "json"], ["list", "--format=yaml"], ["--root"], ["--log-format=xml", "state", "c"], [],
+    ["state"], ["state", "a", "b"], ["state", "--help", "c"], ["exec", "c", "true"], ["--weird", "state", "c"],
+    ["list", "--format=yaml"], ["--root"], ["--log-format=xml", "state", "c"], [], ["create", "--bundle"],
+    ["create", "--preserve-fds", "x", "c"], ["run", "--console-socket", "s"],
 ])
 def test_fast_path_leaves_everything_else_to_click(argv):
     from ocipy.main import parse_fast
@@ -245,9 +257,54 @@ def test_fast_path_leaves_everything_else_to_click(argv):
 
 def test_fast_and_click_paths_print_the_same(tmp_path):
     fast = ocipy_cli("--root", str(tmp_path), "list", "--format=json")
-    slow = ocipy_cli("--root", str(tmp_path), "list", "--format", "json")  # spaced value: click's path
+    slow = subprocess.run([sys.executable, "-c", "from ocipy.cli import main; main()", "--root", str(tmp_path), "list", "--format", "json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert fast.stdout == slow.stdout == "null\n"
     fast = ocipy_cli("--root", str(tmp_path), "kill", "nope")
     slow = ocipy_cli("--root", str(tmp_path), "kill", "-a", "nope", "KILL", "extra")
     assert fast.returncode == 1 and fast.stderr.strip() == "container does not exist"
     assert slow.returncode == 2  # click's usage error for the extra argument
+
+
+# --- the exec trampoline (CVE-2019-5736 defence) ---------------------------------------------
+def test_trampoline_is_a_minimal_static_elf():
+    import struct
+
+    from ocipy.linux.trampoline import elf
+
+    image = elf()
+    assert image[:4] == b"\x7fELF" and image[4] == 2  # ELF64
+    e_type, e_machine, _, e_entry, e_phoff = struct.unpack_from("<HHIQQ", image, 16)
+    assert (e_type, e_machine, e_phoff) == (2, 0x3E, 64) and e_entry == 0x400000 + 120
+    p_type, p_flags, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIQQQQ", image, 64)
+    assert (p_type, p_flags, p_offset, p_vaddr, p_filesz) == (1, 5, 0, 0x400000, len(image))
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the trampoline exists for x86-64 only")
+def test_trampoline_execs_its_argv0_with_the_rest_and_is_sealed():
+    import fcntl
+
+    from ocipy.linux.trampoline import open_trampoline
+
+    fd = open_trampoline()
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SEAL
+        with pytest.raises(PermissionError):
+            os.write(fd, b"x")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(w, 1)
+            os.execve(fd, ["/bin/sh", "given-argv0", "-c", 'echo "$0 $GREETING"'], {"GREETING": "hi"})
+        os.close(w)
+        out = os.read(r, 100)
+        os.close(r)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert out == b"given-argv0 hi\n"
+        pid = os.fork()
+        if pid == 0:
+            os.execve(fd, ["/no/such/program", "x"], {})
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 127
+    finally:
+        os.close(fd)
