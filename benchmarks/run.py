@@ -248,7 +248,7 @@ def _version(argv):
 def build_scenarios(args, host, bare):
     from . import scenarios as s
 
-    chosen = [s.Run(host), s.Lifecycle(host), s.State(host), s.Kill(host), s.Exec(host)]
+    chosen = [s.Run(host), s.Lifecycle(host), s.ResourcesLifecycle(host), s.State(host), s.Kill(host), s.Exec(host)]
     chosen += [s.List(host, n) for n in args.list_counts]
     chosen.append(s.CreatedMemory(host))
     if args.sequential:

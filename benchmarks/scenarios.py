@@ -224,14 +224,17 @@ class Host:
         self._n += 1
         return f"{prefix}-{self._n}-{uuid.uuid4().hex[:6]}"
 
-    def bundle(self, cid, args):
+    def bundle(self, cid, args, resources=None):
         """A bundle dir for container `cid`: the default spec config (as `runc spec`, terminal off)
-        running `args` on the shared busybox rootfs, with its own relative cgroupsPath."""
+        running `args` on the shared busybox rootfs, with its own relative cgroupsPath (and
+        `resources` merged into linux.resources)."""
         from ocipy.defaults import default_config
 
         config = default_config(terminal=False, args=list(args))
         config["root"]["path"] = self.rootfs
         config["linux"]["cgroupsPath"] = f"{self.cgroup_rel}/{cid}"
+        if resources:
+            config["linux"].setdefault("resources", {}).update(resources)
         path = os.path.join(self.tmp, "bundles", cid)
         os.makedirs(path)
         with open(os.path.join(path, "config.json"), "w") as f:
@@ -455,6 +458,30 @@ class Lifecycle(Scenario):
         d = rt.invoke("delete", cid)
         return {"create+start+delete": (c.wall + s.wall + d.wall) * 1000, "create": c.wall * 1000,
                 "start": s.wall * 1000, "delete": d.wall * 1000, "peak RSS create": c.maxrss}
+
+
+# A resources block of the kind engines send, limited to what both runtimes can apply on a v1 or
+# hybrid host (the default spec's device rules stay as they are).
+FULL_RESOURCES = {
+    "memory": {"limit": 256 << 20, "reservation": 128 << 20, "swap": 512 << 20, "swappiness": 10},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+    "pids": {"limit": 100},
+    "blockIO": {"weight": 300},
+}
+
+
+class ResourcesLifecycle(Scenario):
+    """create + delete --force of a container with a full linux.resources block: the cost of
+    making, filling and removing its cgroups."""
+
+    name = "resources-create-delete"
+    rows = [("create+delete, full resources", "ms", 1.0, False)]
+
+    def measure(self, rt):
+        cid = self.host.new_id("res")
+        c = rt.invoke("create", "--bundle", self.host.bundle(cid, SLEEP_ARGS, resources=FULL_RESOURCES), cid)
+        d = rt.invoke("delete", "--force", cid)
+        return {"create+delete, full resources": (c.wall + d.wall) * 1000}
 
 
 class State(Scenario):

@@ -6,14 +6,10 @@ makes lives under a temporary --root and a relative cgroupsPath below
 cgroup, process or state directory is left behind.
 """
 
-import copy
-import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,12 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bundles.rootfs import build_busybox_rootfs  # noqa: E402
-from ocipy.defaults import default_config  # noqa: E402
-from testlib import container_dirs  # noqa: E402
+from testlib import CGROUP_PARENT, Bundle, container_dirs  # noqa: E402
 
-# One parent cgroup per test run (relative: under our own cgroup), so a run's leak check sees
-# only its own containers, and the run removes the parent when it ends.
-CGROUP_PARENT = f"ocipy-test-{os.getpid()}"
 
 
 def _is_root() -> bool:
@@ -123,35 +115,6 @@ def no_leaks(state_root, tmp_path_factory):
                 pass
     assert not left_ids, f"containers left after the test (deleted now): {[p.name for p in left_ids]}"
     assert not leaks, f"left behind: {leaks}"
-
-
-class Bundle:
-    """A bundle directory with its own copy of the busybox rootfs and an editable config."""
-
-    def __init__(self, path: Path, rootfs_src: Path):
-        self.path = path
-        self.rootfs = path / "rootfs"
-        shutil.copytree(rootfs_src, self.rootfs, symlinks=True)
-        self.config = default_config(terminal=False, args=["true"])
-        self.config["root"]["readonly"] = False
-        self.config["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/{uuid.uuid4().hex[:12]}"
-        self.config["linux"]["resources"] = {}
-
-    def write(self) -> Path:
-        cfg = copy.deepcopy(self.config)
-        (self.path / "config.json").write_text(json.dumps(cfg, indent=2))
-        return self.path
-
-    def args(self, *args: str) -> "Bundle":
-        self.config["process"]["args"] = list(args)
-        return self
-
-    def shell(self, script: str) -> "Bundle":
-        return self.args("/bin/sh", "-c", script)
-
-    def bind(self, host: Path, dest: str, *options: str) -> "Bundle":
-        self.config["mounts"].append({"destination": dest, "type": "bind", "source": str(host), "options": ["rbind", *options]})
-        return self
 
 
 @pytest.fixture

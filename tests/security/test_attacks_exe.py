@@ -173,7 +173,7 @@ exit 0
 
 @pytest.mark.parametrize("uid", [0, 1000])
 def test_created_init_is_out_of_reach_of_a_container_sharing_its_pid_namespace(ocipy, bundle, tmp_path, busybox_rootfs, uid, python_untouched):
-    from conftest import Bundle
+    from testlib import Bundle
 
     bundle.config["process"]["user"] = {"uid": uid, "gid": uid}
     bundle.args("true").write()

@@ -308,3 +308,15 @@ def test_trampoline_execs_its_argv0_with_the_rest_and_is_sealed():
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 127
     finally:
         os.close(fd)
+
+
+def test_entry_point_ignores_the_callers_python_variables(tmp_path):
+    """dockerd passes its whole environment: a PYTHONPATH with a module named like one of ours
+    must not be imported by the installed `ocipy` (ENGINES.md: run isolated from PYTHON*)."""
+    entry = REPO / ".venv" / "bin" / "ocipy"
+    if not entry.exists():
+        pytest.skip(".venv/bin/ocipy is not installed (run .ci/install)")
+    (tmp_path / "json.py").write_text("raise SystemExit('the caller PYTHONPATH was used')\n")
+    r = subprocess.run([str(entry), "--root", str(tmp_path / "root"), "list"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
+    assert r.returncode == 0, r.stderr
