@@ -48,11 +48,10 @@ def create_container(
     text, config = bundle_mod.read_config(bundle)
     for warning in bundle_mod.validate_config_cached(config, text, bundle, store.root):
         logs.logger.warning(warning)
+    bundle_mod.require_process(config)
     from .spec import Spec
 
     spec = Spec.from_dict(config)
-    if spec.process is None:
-        raise ConfigError("config.json: /process: is required to create a container")
     if spec.linux is None:
         raise ConfigError("config.json: /linux: is required on Linux")
     if spec.process.terminal and console_socket is None:

@@ -84,8 +84,6 @@ def stage1(ctx: InitContext) -> None:
                 _become_root_in_userns()
         if plan.new_user:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
-            # Joining or creating namespaces can reset dumpable: be sure before anything else.
-            prctl.set_dumpable(False)
             ctx.channel.send({"type": "idmap", "pid": os.getpid()})
             ctx.channel.expect("idmap-done")
             _become_root_in_userns()
@@ -93,6 +91,8 @@ def stage1(ctx: InitContext) -> None:
             syscalls.unshare(plan.unshare_flags)
         if plan.is_new("time") and ctx.spec.linux.time_offsets:
             namespaces.write_time_offsets(ctx.spec.linux.time_offsets)
+        # A credential change (becoming root in a user namespace) resets dumpable: set it again
+        # before pid 1 exists.
         prctl.set_dumpable(False)
         pid = os.fork()
         if pid == 0:

@@ -117,3 +117,20 @@ def run_in_pty(argv: list, timeout: float = 60, env=None) -> tuple[int, str]:
             proc.wait()
         os.close(master)
     return rc, out.decode(errors="replace")
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+# A command that cannot run, the exit code engines map it to, and the words that explain why.
+FAILING_COMMANDS = [
+    (["/nonexistent"], 127, ("no such file or directory", "executable file not found")),
+    (["nosuchcommand"], 127, ("executable file not found", "no such file or directory")),
+    (["/etc/passwd"], 126, ("permission denied",)),
+]

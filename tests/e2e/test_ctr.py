@@ -5,7 +5,6 @@ and each test runs one scenario with runc and with ocipy and compares.
 """
 
 import subprocess
-import time
 
 import pytest
 

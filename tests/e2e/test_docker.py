@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2e_support import ERRNO_WORDS, IMAGE, compare, host_cgroup_file, text, uniq, wait_for
+from e2e_support import ERRNO_WORDS, FAILING_COMMANDS, IMAGE, alive, compare, host_cgroup_file, text, uniq, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -249,24 +249,12 @@ def test_rm_force_running(docker, wrappers):
         pid = int(_inspect(docker, name, "{{.State.Pid}}"))
         r = docker("rm", "-f", name)
         exists = docker("inspect", name).returncode
-        return {"rc": r.returncode, "inspect_rc": exists, "process_gone": bool(wait_for(lambda: not _alive(pid), 10))}
+        return {"rc": r.returncode, "inspect_rc": exists, "process_gone": bool(wait_for(lambda: not alive(pid), 10))}
 
     assert compare(wrappers, scenario) == {"rc": 0, "inspect_rc": 1, "process_gone": True}
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.mark.parametrize("cmd, rc, words", [
-    (["/nonexistent"], 127, ("no such file or directory", "executable file not found")),
-    (["nosuchcommand"], 127, ("executable file not found", "no such file or directory")),
-    (["/etc/passwd"], 126, ("permission denied",)),
-])
+@pytest.mark.parametrize("cmd, rc, words", FAILING_COMMANDS)
 def test_failing_command_exit_code(docker, wrappers, cmd, rc, words):
     def scenario(rt):
         r = _run(docker, rt, "--rm", IMAGE, *cmd)

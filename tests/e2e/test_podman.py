@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2e_support import ERRNO_WORDS, IMAGE, compare, host_cgroup_file, text, uniq, wait_for
+from e2e_support import ERRNO_WORDS, FAILING_COMMANDS, IMAGE, alive, compare, host_cgroup_file, text, uniq, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -217,25 +217,13 @@ def test_rm_force_running(podman, wrappers):
         pid = int(podman("inspect", "--format", "{{.State.Pid}}", name, runtime=rt).stdout)
         r = podman("rm", "-f", "-t", "2", name, runtime=rt)
         gone = podman("container", "exists", name, runtime=rt).returncode
-        alive = wait_for(lambda: not _alive(pid), timeout=10)
+        alive = wait_for(lambda: not alive(pid), timeout=10)
         return {"rc": r.returncode, "exists_rc": gone, "process_gone": bool(alive)}
 
     assert compare(wrappers, scenario) == {"rc": 0, "exists_rc": 1, "process_gone": True}
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.mark.parametrize("cmd, rc, words", [
-    (["/nonexistent"], 127, ("no such file or directory", "executable file not found")),
-    (["nosuchcommand"], 127, ("executable file not found", "no such file or directory")),
-    (["/etc/passwd"], 126, ("permission denied",)),
-])
+@pytest.mark.parametrize("cmd, rc, words", FAILING_COMMANDS)
 def test_failing_command_exit_code(podman, wrappers, cmd, rc, words):
     def scenario(rt):
         r = podman(*RUN, "--rm", IMAGE, *cmd, runtime=rt)
@@ -321,7 +309,7 @@ def _pids_running(cmdline: bytes) -> list[int]:
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if f.read() == cmdline and _alive(int(d)):
+                    if f.read() == cmdline and alive(int(d)):
                         out.append(int(d))
             except OSError:
                 pass
