@@ -217,8 +217,8 @@ def test_rm_force_running(podman, wrappers):
         pid = int(podman("inspect", "--format", "{{.State.Pid}}", name, runtime=rt).stdout)
         r = podman("rm", "-f", "-t", "2", name, runtime=rt)
         gone = podman("container", "exists", name, runtime=rt).returncode
-        alive = wait_for(lambda: not alive(pid), timeout=10)
-        return {"rc": r.returncode, "exists_rc": gone, "process_gone": bool(alive)}
+        gone_in_time = wait_for(lambda: not alive(pid), timeout=10)
+        return {"rc": r.returncode, "exists_rc": gone, "process_gone": bool(gone_in_time)}
 
     assert compare(wrappers, scenario) == {"rc": 0, "exists_rc": 1, "process_gone": True}
 
