@@ -19,8 +19,8 @@ from .errors import ConfigError, HookError, OcipyError, SetupError
 from .hooks import run_hooks
 from .init import InitContext, stage1
 from .linux import cgroups, device_rules, idmap, namespaces, syscalls
-from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now
-from .sync import Channel, ChildError, wait_exit
+from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit
+from .sync import Channel, ChildError
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -17,8 +17,7 @@ import os
 import signal as _signal
 
 from .errors import ContainerNotFound, InvalidState, OcipyError
-from .state import ContainerState, StateStore, remove_quietly
-from .sync import wait_exit
+from .state import ContainerState, StateStore, remove_quietly, wait_exit
 
 DEFAULT_ROOT = "/run/ocipy"
 

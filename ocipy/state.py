@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import time
 
 from .errors import ContainerExists, ContainerNotFound, OcipyError
@@ -38,6 +37,22 @@ def proc_start_time(pid: int) -> int | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def wait_exit(pid: int, timeout: float | None) -> bool:
+    """Wait until `pid` has exited (any process, not only a child); True if it did in time."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+    finally:
+        os.close(fd)
 
 
 def rfc3339_now() -> str:
@@ -142,6 +157,8 @@ class StateStore:
         return path
 
     def release(self, container_id: str) -> None:
+        import shutil  # only `delete` and a failed `create` need it
+
         shutil.rmtree(self.path(container_id), ignore_errors=True)
 
     def load(self, container_id: str) -> ContainerState:

@@ -5,7 +5,6 @@ so the parent learns at once when a child dies without saying why.
 """
 
 import json
-import os
 import socket
 
 
@@ -55,19 +54,3 @@ class ChildError(Exception):
     def __init__(self, message: str, *, hook: bool = False):
         super().__init__(message)
         self.hook = hook  # a lifecycle hook failed (the lifecycle goes on with poststop)
-
-
-def wait_exit(pid: int, timeout: float | None) -> bool:
-    """Wait until `pid` has exited (any process, not only a child); True if it did in time."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
-    finally:
-        os.close(fd)

@@ -134,3 +134,9 @@ FAILING_COMMANDS = [
     (["nosuchcommand"], 127, ("executable file not found", "no such file or directory")),
     (["/etc/passwd"], 126, ("permission denied",)),
 ]
+
+
+def errno_reason(text: str) -> str | None:
+    """The errno words an engine shows for a command that could not run (lowercase), or None."""
+    found = ERRNO_WORDS.search(text)
+    return found.group(1).lower() if found else None

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2e_support import ERRNO_WORDS, FAILING_COMMANDS, IMAGE, alive, compare, host_cgroup_file, text, uniq, wait_for
+from e2e_support import ERRNO_WORDS, FAILING_COMMANDS, IMAGE, alive, errno_reason, compare, host_cgroup_file, text, uniq, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -227,8 +227,7 @@ def test_rm_force_running(podman, wrappers):
 def test_failing_command_exit_code(podman, wrappers, cmd, rc, words):
     def scenario(rt):
         r = podman(*RUN, "--rm", IMAGE, *cmd, runtime=rt)
-        found = ERRNO_WORDS.search(r.stderr)
-        return {"rc": r.returncode, "reason": found.group(1).lower() if found else None}
+        return {"rc": r.returncode, "reason": errno_reason(r.stderr)}
 
     res = compare(wrappers, scenario)
     assert res["rc"] == rc and res["reason"] in words

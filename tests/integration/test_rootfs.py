@@ -140,6 +140,15 @@ def _container(cfg: dict, rootfs: str, extra_setup=None, inspect=_inspect, no_pi
     return inspect()
 
 
+def _setup_error(cfg: dict, rootfs: str) -> str:
+    """The SetupError a container set-up raises (run it inside run_in_namespaces)."""
+    try:
+        _container(cfg, rootfs, None, lambda: None)
+    except SetupError as e:
+        return str(e)
+    return "no error"
+
+
 def _by_mountpoint(mi: list[dict]) -> dict:
     out = {}
     for m in mi:
@@ -317,14 +326,7 @@ def test_errors_name_the_mount(rootfs):
     cfg = runc_spec_config(rootfs)
     cfg["mounts"].append({"destination": "/nope", "type": "bind", "source": "/does/not/exist", "options": ["bind"]})
 
-    def attempt():
-        try:
-            _container(cfg, rootfs, None, lambda: None)
-        except SetupError as e:
-            return str(e)
-        return "no error"
-
-    msg = run_in_namespaces(attempt)
+    msg = run_in_namespaces(_setup_error, cfg, rootfs)
     assert msg.startswith(f"mount {len(cfg['mounts']) - 1} (/nope):"), msg
 
 
@@ -471,14 +473,7 @@ def test_linux_device_conflicting_file_is_an_error(rootfs):
     cfg = runc_spec_config(rootfs)
     cfg["linux"]["devices"] = [{"path": "/ocidev", "type": "c", "major": 1, "minor": 3}]
 
-    def attempt():
-        try:
-            _container(cfg, rootfs, None, lambda: None)
-        except SetupError as e:
-            return str(e)
-        return "no error"
-
-    msg = run_in_namespaces(attempt)
+    msg = run_in_namespaces(_setup_error, cfg, rootfs)
     assert msg.startswith("device /ocidev:") and "already exists" in msg, msg
     with open(os.path.join(rootfs, "ocidev")) as f:
         assert f.read() == "regular file"
