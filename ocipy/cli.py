@@ -193,32 +193,14 @@ def list_(ctx, fmt, quiet):
 def exec(ctx, process_file, tty, console_socket, detach, pid_file, cwd, env, user, additional_gids, cap, no_new_privs,
          preserve_fds, apparmor, process_label, sub_cgroup, ignore_paused, container_id, command):
     """Run a new process in a running container."""
-    from .exec import ExecError, build_process
+    from .exec import exec_command
 
-    if apparmor or process_label:
-        raise ExecError("AppArmor and SELinux labels are not supported by ocipy")
-    if sub_cgroup:
-        raise ExecError("--cgroup (a sub-cgroup for the process) is not supported by ocipy yet")
-    container = _runtime(ctx).container(container_id)
-    if process_file:
-        from . import bundle
-
-        try:
-            with open(process_file) as f:
-                process = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ExecError(f"read process file {process_file}: {e}") from None
-        for warning in bundle.validate_process(process, source=os.path.basename(process_file)):
-            logs.logger.warning(warning)
-    else:
-        if not command:
-            raise ExecError("exec needs a command (or --process)")
-        process = build_process(
-            container._state.config.get("process") or {}, list(command), env=list(env), cwd=cwd, user=user,
-            additional_gids=list(additional_gids), caps=list(cap), no_new_privs=no_new_privs, tty=tty,
-        )
-    code = container.exec(process, detach=detach, pid_file=pid_file, console_socket=console_socket,
-                          preserve_fds=preserve_fds, ignore_paused=ignore_paused)
+    code = exec_command(
+        _runtime(ctx), container_id, list(command), process_file=process_file, tty=tty, console_socket=console_socket,
+        detach=detach, pid_file=pid_file, cwd=cwd, env=list(env), user=user, additional_gids=list(additional_gids),
+        caps=list(cap), no_new_privs=no_new_privs, preserve_fds=preserve_fds, ignore_paused=ignore_paused,
+        apparmor=apparmor, process_label=process_label, sub_cgroup=sub_cgroup,
+    )
     sys.exit(code)
 
 

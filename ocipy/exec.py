@@ -5,10 +5,11 @@ from the container's own config.json process with the command line's overrides,
 as runc builds it. Failures exit 255 with runc's "exec failed: ..." wording.
 """
 
-import copy
-import os
-import socket
+from __future__ import annotations
 
+import os
+
+from . import jsonfast
 from .errors import OcipyError
 from .sync import Channel, ChildError
 
@@ -33,7 +34,7 @@ def build_process(
     tty: bool = False,
 ) -> dict:
     """Pure: the container's process with runc exec's overrides (args, env added, cwd, user, caps...)."""
-    proc = copy.deepcopy(base)
+    proc = jsonfast.loads(jsonfast.dumps(base))  # a deep copy of JSON data
     proc["args"] = list(args)
     proc["terminal"] = tty
     proc.pop("consoleSize", None)
@@ -78,6 +79,57 @@ def namespaces_to_join(config: dict, pid: int) -> list[tuple[str, str]]:
     return out
 
 
+def exec_command(
+    runtime,
+    container_id: str,
+    command: list[str],
+    *,
+    process_file: str | None = None,
+    tty: bool = False,
+    console_socket: str | None = None,
+    detach: bool = False,
+    pid_file: str | None = None,
+    cwd: str | None = None,
+    env: list[str] = (),
+    user: str | None = None,
+    additional_gids: list[int] = (),
+    caps: list[str] = (),
+    no_new_privs: bool = False,
+    preserve_fds: int = 0,
+    ignore_paused: bool = False,
+    apparmor: str | None = None,
+    process_label: str | None = None,
+    sub_cgroup: str | None = None,
+) -> int:
+    """`ocipy exec` (runc's flags): the process from --process or from the command line; its exit code."""
+    from . import logs
+
+    if apparmor or process_label:
+        raise ExecError("AppArmor and SELinux labels are not supported by ocipy")
+    if sub_cgroup:
+        raise ExecError("--cgroup (a sub-cgroup for the process) is not supported by ocipy yet")
+    container = runtime.container(container_id)
+    if process_file:
+        from . import bundle
+
+        try:
+            with open(process_file) as f:
+                process = jsonfast.loads(f.read())
+        except (OSError, ValueError) as e:
+            raise ExecError(f"read process file {process_file}: {e}") from None
+        for warning in bundle.validate_process(process, source=os.path.basename(process_file)):
+            logs.logger.warning(warning)
+    else:
+        if not command:
+            raise ExecError("exec needs a command (or --process)")
+        process = build_process(
+            container._state.config.get("process") or {}, list(command), env=list(env), cwd=cwd, user=user,
+            additional_gids=list(additional_gids), caps=list(caps), no_new_privs=no_new_privs, tty=tty,
+        )
+    return container.exec(process, detach=detach, pid_file=pid_file, console_socket=console_socket,
+                          preserve_fds=preserve_fds, ignore_paused=ignore_paused)
+
+
 def exec_in_container(
     container,
     process: dict,
@@ -109,6 +161,8 @@ def exec_in_container(
 
     own_console = None
     if proc.terminal and console_socket is None:
+        import socket
+
         own_console, console_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     console_sock = None
     if isinstance(console_socket, str):
@@ -199,12 +253,12 @@ def _converse(ch: Channel, stage1_pid: int, state, seccomp: dict | None) -> int:
 
 
 def _kill(pid: int, stage1_pid: int) -> None:
-    import signal
+    from _signal import SIGKILL
 
     for p in (pid, stage1_pid):
         if p:
             try:
-                os.kill(p, signal.SIGKILL)
+                os.kill(p, SIGKILL)
             except ProcessLookupError:
                 pass
     if stage1_pid:

@@ -9,15 +9,17 @@ stage 1  joins the cgroup and the namespaces given by path, creates the new ones
 stage 2  is the container's pid 1: mounts, pivots, sets identity, limits,
          capabilities and seccomp, tells the parent it is ready, then blocks on
          exec.fifo until `start` opens it, runs startContainer hooks and execs
-         the user's process.
+         the user's process. Without startContainer hooks, the blocking and the
+         last steps are done by the waiter of linux/trampoline.py, which stage 2
+         execs once it is ready: a created container holds a few KiB.
 
 A child never returns into the caller's code: every path ends in os._exit or execve,
 and an error is reported to the parent over the channel before exiting.
 """
 
+from __future__ import annotations
+
 import os
-import traceback
-from dataclasses import dataclass, field
 
 import prctl
 
@@ -32,22 +34,28 @@ from .sync import Channel
 # imported (and libseccomp loaded) before it pivots. Hence the imports above.
 
 
-@dataclass
 class InitContext:
-    container_id: str
-    spec: object  # ocipy.spec.Spec
-    bundle: str
-    rootfs: str
-    fifo_fd: int  # O_PATH handle on exec.fifo, opened by the parent
-    channel: Channel  # the child end
-    cgroup: object  # CgroupManager
-    ns_plan: namespaces.NamespacePlan
-    oci_version: str = "1.3.0"
-    console_fd: int | None = None
-    preserve_fds: int = 0
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    annotations: dict = field(default_factory=dict)
+    """What the two stages of create need; handed over by fork, never serialised."""
+
+    def __init__(
+        self, *, container_id: str, spec, bundle: str, rootfs: str, fifo_fd: int, channel: Channel, cgroup,
+        ns_plan: namespaces.NamespacePlan, oci_version: str = "1.3.0", console_fd: int | None = None,
+        preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, annotations: dict | None = None,
+    ):
+        self.container_id = container_id
+        self.spec = spec  # ocipy.spec.Spec
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.fifo_fd = fifo_fd  # O_PATH handle on exec.fifo, opened by the parent
+        self.channel = channel  # the child end
+        self.cgroup = cgroup  # a cgroup manager
+        self.ns_plan = ns_plan
+        self.oci_version = oci_version
+        self.console_fd = console_fd
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.annotations = annotations or {}
 
 
 def _hooks(spec, kind: str) -> list:
@@ -58,7 +66,12 @@ def _fail_channel(channel: Channel, exc: BaseException) -> None:
     """Report an error to the parent (or, once the channel is closed, to stderr) and exit."""
     msg = str(exc) or exc.__class__.__name__
     if os.environ.get("OCIPY_DEBUG_INIT"):
-        msg += "\n" + traceback.format_exc()
+        try:
+            import traceback  # a debugging aid; after pivot_root it may be out of reach
+        except ImportError:
+            pass
+        else:
+            msg += "\n" + traceback.format_exc()
     try:
         channel.send({"type": "error", "msg": msg, "hook": isinstance(exc, HookError)})
     except OSError:
@@ -187,12 +200,20 @@ def _setup_and_exec(ctx: InitContext) -> None:
     if slave is not None:
         console.make_controlling_tty(slave)
 
-    launch = prepare_process(proc, seccomp, seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()))
+    # Without startContainer hooks to run, the wait for `start` is left to a tiny static
+    # program (linux/trampoline.py): a created container then holds a few KiB, not a copy
+    # of this interpreter.
+    start_hooks = _hooks(spec, "start_container")
+    launch = prepare_process(proc, seccomp, seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()),
+                             wait_on_fifo=None if start_hooks else fifo_fd)
     notify_fd = launch.notify_fd
     ch.send({"type": "ready"}, [notify_fd] if notify_fd is not None else [])
     if notify_fd is not None:
         os.close(notify_fd)
     ch.close()
+    if launch.waiter_fd is not None:
+        os.set_inheritable(fifo_fd, True)  # the waiter opens it, then closes it before the user's execve
+        execute(launch)
 
     # Block until `start` opens the fifo for reading, run the startContainer hooks while
     # `start` waits, then tell it "0" (going on to execve) or "1<why>" (stopping here).
@@ -202,7 +223,7 @@ def _setup_and_exec(ctx: InitContext) -> None:
     if ctx.annotations:
         start_state["annotations"] = ctx.annotations
     try:
-        run_hooks(_hooks(spec, "start_container"), start_state, kind="startContainer")
+        run_hooks(start_hooks, start_state, kind="startContainer")
     except Exception as e:  # noqa: BLE001 - reported to `start` through the fifo
         os.write(fd, b"1" + str(e).encode()[:3000])
         os._exit(1)
@@ -211,27 +232,39 @@ def _setup_and_exec(ctx: InitContext) -> None:
     execute(launch)
 
 
-@dataclass
 class Launch:
     """What is left to do between the end of set-up and the user's process."""
 
-    executable: str
-    args: list
-    env: dict
-    seccomp_filter: object  # a prepared filter still to load right before execve, or None
-    notify_fd: int | None
-    trampoline_fd: int | None  # see linux/trampoline.py: why the last exec is not direct
+    def __init__(self, executable: str, args: list, env: dict, seccomp_filter, notify_fd: int | None,
+                 trampoline_fd: int | None, waiter_fd: int | None = None):
+        self.executable = executable
+        self.args = args
+        self.env = env
+        self.seccomp_filter = seccomp_filter  # a prepared filter still to load right before execve, or None
+        self.notify_fd = notify_fd
+        self.trampoline_fd = trampoline_fd  # see linux/trampoline.py: why the last exec is not direct
+        # The waiter (linux/trampoline.py) instead: it waits for `start`, loads seccomp_filter, execs.
+        self.waiter_fd = waiter_fd
 
 
-def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int, also_keep: tuple = ()) -> Launch:
+def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int, also_keep: tuple = (),
+                    wait_on_fifo: int | None = None) -> Launch:
     """Everything from rlimits to the moment before execve, shared by init and exec.
 
     Order matters: rlimits and oom score while still root; a filter without
     no_new_privs loads while we still hold CAP_SYS_ADMIN; the user switch keeps the
     permitted capabilities, then the five sets are set exactly; the executable is
     looked up as the container user, in the container's root, with its PATH.
+    With `wait_on_fifo` (exec.fifo's fd), the launch goes through the waiter, which
+    waits for `start` before it loads a filter left for the last moment and execs.
     """
-    trampoline_fd = trampoline.open_trampoline()  # before a seccomp filter could forbid memfd_create
+    # Both memfds are made before a seccomp filter could forbid memfd_create.
+    trampoline_fd = waiter_fd = None
+    if wait_on_fifo is not None:
+        last_filter = seccomp_filter if proc.no_new_privileges and not _notify_seccomp(seccomp) else None
+        waiter_fd = trampoline.open_waiter(wait_on_fifo, (last_filter.program, last_filter.flags) if last_filter else None)
+    if waiter_fd is None:
+        trampoline_fd = trampoline.open_trampoline()
     process.set_rlimits(proc.rlimits)
     process.set_oom_score_adj(proc.oom_score_adj)
     process.set_scheduler(proc.scheduler)
@@ -258,13 +291,20 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     process.close_stray_fds(keep_fds, also_keep=also_keep)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     env_map = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
-    return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd, trampoline_fd)
+    return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd, trampoline_fd, waiter_fd)
 
 
 def execute(launch: Launch) -> None:
     """Load a filter that waited for the last moment, and become the user's process: through the
     sealed trampoline, so that no path the container controls can lead back to the host's
-    interpreter (it execs `executable` with `args`)."""
+    interpreter (it execs `executable` with `args`). Or become the waiter, which does both
+    once `start` has opened exec.fifo."""
+    if launch.waiter_fd is not None:
+        try:
+            os.execve(launch.waiter_fd, [launch.executable, *launch.args], launch.env)
+        except OSError as e:
+            os.write(2, f"exec: cannot wait for start: {os.strerror(e.errno).lower()}\n".encode())
+            os._exit(1)
     if launch.seccomp_filter:
         seccomp_mod.load_prepared(launch.seccomp_filter)
     try:
@@ -324,16 +364,21 @@ _PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
 # --- exec: a new process in a running container ------------------------------------------
-@dataclass
 class ExecContext:
-    process: object  # ocipy.spec.Process
-    joins: list  # [(type, /proc/<pid>/ns/<name>)] in namespaces.JOIN_ORDER
-    cgroup: object
-    channel: Channel
-    seccomp: dict | None = None
-    seccomp_filter: object = None  # prepared in the parent: libseccomp is unreachable after setns(mnt)
-    console_fd: int | None = None
-    preserve_fds: int = 0
+    """What the two stages of exec need; handed over by fork."""
+
+    def __init__(
+        self, *, process, joins: list, cgroup, channel: Channel, seccomp: dict | None = None, seccomp_filter=None,
+        console_fd: int | None = None, preserve_fds: int = 0,
+    ):
+        self.process = process  # ocipy.spec.Process
+        self.joins = joins  # [(type, /proc/<pid>/ns/<name>)] in namespaces.JOIN_ORDER
+        self.cgroup = cgroup
+        self.channel = channel
+        self.seccomp = seccomp
+        self.seccomp_filter = seccomp_filter  # prepared in the parent: libseccomp is unreachable after setns(mnt)
+        self.console_fd = console_fd
+        self.preserve_fds = preserve_fds
 
 
 def exec_stage1(ctx: ExecContext) -> None:

@@ -6,10 +6,11 @@ time. An error is also printed to stderr, unless stderr is gone (podman closes
 it for `state`): a failed write must never crash the command.
 """
 
-import json
 import os
 import sys
 import time
+
+from . import jsonfast
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -24,7 +25,7 @@ class Logger:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + "Z"
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": stamp}, separators=(",", ":")) + "\n"
+            line = jsonfast.dumps({"level": level, "msg": msg, "time": stamp}, separators=(",", ":")) + "\n"
         else:
             line = f'time="{stamp}" level={level} msg="{msg}"\n'
         # O_APPEND so that every operation of a container shares one file safely.

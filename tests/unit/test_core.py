@@ -244,8 +244,21 @@ def test_fast_path_parses_create_and_run_as_engines_send_them():
         {}, "run", {"detach": True, "bundle": "/b", "keep": True, "no_subreaper": True}, ["c1"])
 
 
+def test_fast_path_parses_exec_as_engines_and_people_send_it():
+    from ocipy.main import parse_fast
+
+    # containerd's shim: everything in a process file
+    assert parse_fast(["--root", "/r", "exec", "--process", "/tmp/p.json", "--detach", "--pid-file", "/p", "c1"]) == (
+        {"root": "/r"}, "exec", {"process_file": "/tmp/p.json", "detach": True, "pid_file": "/p"}, ["c1"])
+    # a person: repeated options, and the command's own flags after the container id are the command's
+    assert parse_fast(["exec", "-t", "-e", "A=1", "--env=B=2", "-g", "10", "--cap", "CAP_KILL", "c1", "sh", "-c", "ls -l"]) == (
+        {}, "exec", {"tty": True, "env": ["A=1", "B=2"], "additional_gids": [10], "caps": ["CAP_KILL"]},
+        ["c1", "sh", "-c", "ls -l"])
+
+
 @pytest.mark.parametrize("argv", [
-    ["state"], ["state", "a", "b"], ["state", "--help", "c"], ["exec", "c", "true"], ["--weird", "state", "c"],
+    ["state"], ["state", "a", "b"], ["state", "--help", "c"], ["exec", "--cgroup", "x", "c", "true"], ["--weird", "state", "c"],
+    ["exec"], ["exec", "-g", "staff", "c", "id"], ["exec", "--apparmor", "p", "c", "true"], ["pause", "c"],
     ["list", "--format=yaml"], ["--root"], ["--log-format=xml", "state", "c"], [], ["create", "--bundle"],
     ["create", "--preserve-fds", "x", "c"], ["run", "--console-socket", "s"],
 ])

@@ -1,0 +1,72 @@
+"""What each command imports, run the way the installed `ocipy` launcher runs it (python -IS).
+
+Every command is a fresh interpreter, and engines call the runtime constantly: `import
+json` alone costs about as much as the interpreter's own start, `re`, `enum` (through
+`signal`), `typing` and `dataclasses` each a good part of it. The commands engines call
+for every container must import none of them; `state`, `start`, `kill`, `delete` and
+`list` need no kernel glue beyond `os` either. Speed itself is measured by benchmarks/;
+this test keeps the import graph from growing back.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ocipy.launcher import module_roots
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
+
+# Costly standard-library modules, and the dependencies only unusual configs or commands need.
+NEVER = {
+    "json", "re", "enum", "signal", "typing", "dataclasses", "pathlib", "subprocess", "shutil", "hashlib",
+    "inspect", "socket", "tempfile", "copy", "traceback", "jsonschema", "referencing", "pyroute2", "click",
+}
+# What the commands that only read the state and signal processes must not load either.
+NOT_FOR_STATE = NEVER | {"ctypes", "prctl", "pyseccomp", "ocipy.spec", "ocipy.bundle", "ocipy.schema"}
+
+_DRIVER = """
+import sys
+sys.path += {roots!r}
+out, sys.argv = sys.argv[1], ["ocipy", *sys.argv[2:]]
+try:
+    from ocipy.main import main
+    main()
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+with open(out, "w") as f:
+    f.write(repr((code, sorted(sys.modules))))
+"""
+
+
+@pytest.fixture
+def imports_of(state_root, tmp_path):
+    """Run one ocipy command as the launcher does; return (exit code, the listed modules it imported)."""
+    driver = _DRIVER.format(roots=module_roots())
+    report = tmp_path / "modules"
+
+    def run(*args, unwanted=NEVER):
+        argv = [sys.executable, "-IS", "-c", driver, str(report), "--root", str(state_root), *map(str, args)]
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+        code, modules = ast.literal_eval(report.read_text())
+        return code, sorted(m for m in modules if m in unwanted or m.split(".")[0] in unwanted)
+
+    return run
+
+
+def test_engine_commands_import_nothing_costly(imports_of, bundle):
+    bundle.args("sleep", "100").write()
+    assert imports_of("create", "--bundle", bundle.path, "c1") == (0, [])
+    for command in (["state", "c1"], ["list"], ["start", "c1"], ["kill", "c1", "0"], ["state", "c1"]):
+        assert imports_of(*command, unwanted=NOT_FOR_STATE) == (0, []), f"ocipy {' '.join(command)}"
+    assert imports_of("exec", "c1", "true") == (0, [])
+    assert imports_of("delete", "--force", "c1", unwanted=NOT_FOR_STATE) == (0, [])
+
+
+def test_run_imports_nothing_costly(imports_of, bundle):
+    bundle.write()
+    assert imports_of("run", "--bundle", bundle.path, "r1") == (0, [])
