@@ -53,6 +53,8 @@ def loads(text) -> object:
     """json.loads for str or UTF-8 bytes."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
+    if text.startswith("\ufeff"):
+        raise _decode_error("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     start = _skip_space(text, 0)
     try:
         value, end = _scan(text, start)
