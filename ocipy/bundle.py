@@ -4,29 +4,47 @@ Every problem is reported as one line, `<source>: <JSON pointer>: <rule>`, for e
 `config.json: /process/capabilities/bounding/2: "CAP_FOO" is not a capability`, and all of
 a document's problems are raised together in one `ConfigError`.
 
-jsonschema is imported lazily, inside the functions that validate: `import ocipy.bundle`
-stays cheap for the commands that never read a config (state, start, kill, delete, list).
+The schemas are applied by ocipy.schema (no jsonschema), and this module imports nothing
+costly: `create` validates every config afresh for about a millisecond, and the commands that
+never read a config (state, start, kill, delete, list) pay nothing for importing it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Iterable
 
+from ocipy import jsonfast
+from ocipy import schema as _schema
 from ocipy.errors import ConfigError
 from ocipy.linux.capnames import CAPABILITIES
-from ocipy.linux.process import RLIMITS
-from ocipy.spec import Spec
+from ocipy.schema import pointer as _ptr
+from ocipy.schema import show as _show
 
 __all__ = [
-    "load_config", "validate_config", "validate_process", "require_process", "load_spec",
-    "validate_state", "validate_features", "validate_resources", "schema_problems", "RLIMITS",
+    "load_config", "read_config", "validate_config", "validate_process",
+    "require_process", "load_spec", "validate_state", "validate_features", "validate_resources",
+    "schema_problems",
 ]
 
-# getrlimit(2) resources, by number (include/uapi/asm-generic/resource.h).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ocipy.spec import Spec
+
+
+def __getattr__(name: str):
+    """`bundle.RLIMITS` (getrlimit(2) resources by name) as before: it comes from
+    ocipy.linux.process, which imports prctl and ctypes, so only when an rlimit is checked or
+    asked for."""
+    if name == "RLIMITS":
+        return _rlimits()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _rlimits() -> dict:
+    from ocipy.linux.process import RLIMITS
+
+    return RLIMITS
+
 
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -56,11 +74,26 @@ def load_config(bundle: str) -> dict:
     return read_config(bundle)[1]
 
 
+def _config_path(bundle: str) -> str:
+    """`<bundle>/config.json`, spelled as pathlib spells it (no `.` parts, no doubled slashes):
+    the path appears in error messages."""
+    bundle = os.fspath(bundle)
+    parts = [part for part in bundle.split("/") if part not in ("", ".")]
+    if bundle.startswith("//") and not bundle.startswith("///"):
+        root = "//"  # POSIX leaves exactly two leading slashes to the system; pathlib keeps them
+    elif bundle.startswith("/"):
+        root = "/"
+    else:
+        root = ""
+    return root + "/".join(parts + ["config.json"])
+
+
 def read_config(bundle: str) -> tuple[str, dict]:
     """The text of `<bundle>/config.json` and its parsed value."""
-    path = Path(bundle) / "config.json"
+    path = _config_path(bundle)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(f"config.json: {path}: no such file or directory") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -69,72 +102,19 @@ def read_config(bundle: str) -> tuple[str, dict]:
     return text, _parse_json(text, "config.json")
 
 
-# A config validated once need not be validated again: jsonschema alone costs ~40 ms to import,
-# on every `create`. The key is the exact text of config.json and of everything that judges it
-# (our schemas and this module), so a new ocipy or a changed config is validated afresh; only
-# positive results (with their warnings) are kept. The bundle-dependent check runs every time.
-CACHE_DIR_NAME = "validated@cache"  # "@" cannot appear in a container id
-CACHE_ENTRIES = 256
-
-
-@lru_cache(maxsize=None)
-def _validator_fingerprint() -> bytes:
-    import hashlib
-
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    schema_dir = _schema_dir()
-    for name in sorted(p.name for p in schema_dir.iterdir() if p.name.endswith(".json")):
-        h.update(name.encode() + b"\0" + (schema_dir / name).read_bytes())
-    return h.digest()
-
-
-def validate_config_cached(config: dict, text: str, bundle: str, cache_root: str) -> list[str]:
-    """validate_config, remembered under `<cache_root>/validated@cache/` (the state root)."""
-    import hashlib
-
-    key = hashlib.sha256(_validator_fingerprint() + text.encode()).hexdigest()
-    cache_dir = os.path.join(cache_root, CACHE_DIR_NAME)
-    path = os.path.join(cache_dir, key)
+def _parse_json(text: str, source: str) -> object:
     try:
-        with open(path) as f:
-            warnings = json.load(f)
-    except (OSError, ValueError):
-        warnings = None
-    if warnings is not None:
-        problems = _Problems("config.json")
-        _check_root_path(config, problems, bundle)
-        problems.raise_if_any()
-        return warnings
-    warnings = validate_config(config, bundle)
-    _remember(cache_dir, key, warnings)
-    return warnings
-
-
-def _remember(cache_dir: str, key: str, warnings: list[str]) -> None:
-    try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        entries = os.listdir(cache_dir)
-        if len(entries) >= CACHE_ENTRIES:  # drop the oldest half
-            entries.sort(key=lambda n: os.stat(os.path.join(cache_dir, n)).st_mtime)
-            for name in entries[: len(entries) // 2]:
-                os.unlink(os.path.join(cache_dir, name))
-        tmp = os.path.join(cache_dir, f".{key}.{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(warnings, f)
-        os.rename(tmp, os.path.join(cache_dir, key))
-    except OSError:
-        pass  # a cache that cannot be written only costs time
-
-
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return jsonfast.loads(text)
+    except ValueError as e:  # json.JSONDecodeError, imported by jsonfast only on this path
+        if not hasattr(e, "lineno"):
+            raise
         raise ConfigError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def load_spec(bundle: str) -> Spec:
     """load_config + validate_config (with root.path checked against the bundle) + the Spec view."""
+    from ocipy.spec import Spec
+
     config = load_config(bundle)
     validate_config(config, bundle)
     return Spec.from_dict(config)
@@ -195,8 +175,17 @@ def validate_resources(resources: dict, source: str = "resources.json") -> None:
     problems.raise_if_any()
 
 
+def schema_problems(instance: object, schema: str, source: str) -> list[str]:
+    """Problem lines (`<source>: <pointer>: <rule>`) of `instance` against one of our schemas.
+
+    `schema` is a file in schemas/ (`config-schema.json`) or a pointer into one
+    (`defs.json#/$defs/Process`).
+    """
+    return _schema.problems(instance, schema, source)
+
+
 # ---------------------------------------------------------------------------------------------
-# Problems and pointers
+# Problems
 
 
 class _Problems:
@@ -216,7 +205,7 @@ class _Problems:
         if line not in self.lines:
             self.lines.append(line)
 
-    def extend(self, lines: Iterable[str]) -> None:
+    def extend(self, lines) -> None:
         for line in lines:
             if line not in self.lines:
                 self.lines.append(line)
@@ -226,154 +215,20 @@ class _Problems:
             raise ConfigError("\n".join(self.lines))
 
 
-def _ptr(parts: Iterable[Any]) -> str:
-    """RFC 6901 JSON pointer of a path; the document itself is shown as `/`."""
-    text = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-    return text or "/"
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON Schema
-
-
-def _schema_dir():
-    """schemas/ next to the ocipy package (a checkout), else the installed ocipy.schemas."""
-    import ocipy
-
-    here = Path(ocipy.__file__).resolve().parent.parent / "schemas"
-    if (here / CONFIG_SCHEMA).is_file():
-        return here
-    from importlib.resources import files
-
-    return files("ocipy.schemas")
-
-
-@lru_cache(maxsize=None)
-def _validator(target: str):
-    """A Draft 2020-12 validator for `file.json` or `file.json#/pointer`, refs resolved in schemas/."""
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    directory = _schema_dir()
-    resources = []
-    for entry in directory.iterdir():
-        if entry.name.endswith(".json"):
-            contents = json.loads(entry.read_text(encoding="utf-8"))
-            resources.append((entry.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
-    registry = Registry().with_resources(resources)
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": target}
-    return Draft202012Validator(schema, registry=registry)
-
-
-def schema_problems(instance: Any, schema: str, source: str) -> list[str]:
-    """Problem lines (`<source>: <pointer>: <rule>`) of `instance` against one of our schemas.
-
-    `schema` is a file in schemas/ (`config-schema.json`) or a pointer into one
-    (`defs.json#/$defs/Process`).
-    """
-    validator = _validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: [(isinstance(p, str), p) for p in e.absolute_path])
-    explained = [item for error in errors for item in _explain(error)]
-    # A value of the wrong type says enough: drop the other rules about the same value.
-    mistyped = {pointer for pointer, _, kind in explained if kind == "type"}
-    lines: list[str] = []
-    for pointer, rule, kind in explained:
-        line = f"{source}: {pointer}: {rule}"
-        if (kind == "type" or pointer not in mistyped) and line not in lines:
-            lines.append(line)
-    return lines
-
-
-_TYPE_NAMES = {
-    "string": "a string", "integer": "an integer", "number": "a number", "object": "an object",
-    "array": "an array", "boolean": "a boolean", "null": "null",
-}
-
-
-def _explain(error) -> list[tuple[str, str, str]]:
-    """Turn one jsonschema error into (pointer, short rule, failing keyword) triples."""
-    path = list(error.absolute_path)
-    kind, expected, value = error.validator, error.validator_value, error.instance
-
-    if "propertyNames" in error.absolute_schema_path:
-        rule = _explain_simple(kind, expected, value, error)
-        return [(_ptr(path), f"key {_show(value)}: {rule}", kind)]
-    if kind == "required":
-        missing = [name for name in expected if isinstance(value, dict) and name not in value]
-        return [(_ptr(path + [name]), "is required", kind) for name in missing] or [(_ptr(path), error.message, kind)]
-    if kind == "dependentRequired":
-        out = []
-        for name, needs in expected.items():
-            if isinstance(value, dict) and name in value:
-                for need in needs:
-                    if need not in value:
-                        out.append((_ptr(path + [name]), f"needs {_show(need)} to be set", kind))
-        return out or [(_ptr(path), error.message, kind)]
-    if kind == "additionalProperties" and expected is False and isinstance(value, dict):
-        known = error.schema.get("properties", {})
-        extra = [key for key in value if key not in known]
-        return [(_ptr(path + [key]), "is not a property the spec defines here", kind) for key in extra]
-    if kind in ("anyOf", "oneOf"):
-        branches = list(expected)
-        if branches and all(set(b) == {"required"} for b in branches):
-            names = ", ".join(_show(n) for b in branches for n in b["required"])
-            return [(_ptr(path), f"must set at least one of {names}", kind)]
-        # A nullable value (features.md): explain why the non-null branch failed.
-        real = [i for i, b in enumerate(branches) if b != {"type": "null"}]
-        if value is not None and len(real) == 1:
-            inner = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == real[0]]
-            if inner:
-                out = []
-                for e in inner:
-                    out.extend(_explain(e))
-                return out
-    return [(_ptr(path), _explain_simple(kind, expected, value, error), kind)]
-
-
-def _explain_simple(kind: str, expected: Any, value: Any, error) -> str:
-    if kind == "type":
-        types = [expected] if isinstance(expected, str) else list(expected)
-        return f"{_show(value)} is not " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-    if kind == "enum":
-        return f"{_show(value)} is not one of " + ", ".join(_show(v) for v in expected)
-    if kind == "const":
-        return f"{_show(value)} is not {_show(expected)}"
-    if kind == "pattern":
-        return f"{_show(value)} does not match {expected}"
-    if kind == "minimum":
-        return f"{_show(value)} is less than the minimum {expected}"
-    if kind == "maximum":
-        return f"{_show(value)} is greater than the maximum {expected}"
-    if kind == "minItems":
-        return "must not be empty" if expected == 1 else f"must have at least {expected} items"
-    if kind == "minLength":
-        return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
-    return error.message
-
-
 # ---------------------------------------------------------------------------------------------
 # Semantic checks (what the schema cannot say). Each tolerates values of the wrong type:
 # the schema has already reported those, and every problem is listed at once.
 
 
-def _dict(value: Any) -> dict:
+def _dict(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _items(value: Any) -> list:
+def _items(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
-def _absolute(problems: _Problems, value: Any, *path: Any) -> None:
+def _absolute(problems: _Problems, value: object, *path: object) -> None:
     if isinstance(value, str) and not value.startswith("/"):
         problems.add(_ptr(path), f"{_show(value)} must be an absolute path")
 
@@ -455,7 +310,7 @@ def _check_mount(mount: dict, problems: _Problems, i: int, windows: bool, namesp
             )
 
 
-def _check_env(env: Any, problems: _Problems, path: tuple) -> None:
+def _check_env(env: object, problems: _Problems, path: tuple) -> None:
     for i, entry in enumerate(_items(env)):
         if not isinstance(entry, str):
             continue
@@ -493,13 +348,15 @@ def _check_linux_process(process: dict, problems: _Problems, base: tuple) -> Non
                 # config.md: "MUST be logged as a warning ... SHOULD NOT fail".
                 problems.warn(_ptr(base + ("capabilities", kind, i)), f"{_show(name)} is not a capability: ignored")
 
+    rlimits = _items(process.get("rlimits"))
+    known = _rlimits() if rlimits else {}
     seen: dict[str, int] = {}
-    for i, rlimit in enumerate(_items(process.get("rlimits"))):
+    for i, rlimit in enumerate(rlimits):
         rlimit = _dict(rlimit)
         kind = rlimit.get("type")
         if not isinstance(kind, str):
             continue
-        if kind not in RLIMITS:
+        if kind not in known:
             problems.add(_ptr(base + ("rlimits", i, "type")), f"{_show(kind)} is not an rlimit")
         elif kind in seen:
             problems.add(
@@ -517,7 +374,7 @@ def _check_linux_process(process: dict, problems: _Problems, base: tuple) -> Non
         problems.add(_ptr(base + ("oomScoreAdj",)), f"{oom} is not between -1000 and 1000")
 
 
-def _check_mappings(mappings: Any, problems: _Problems, path: tuple) -> None:
+def _check_mappings(mappings: object, problems: _Problems, path: tuple) -> None:
     """Each range fits in 32 bits, is not empty, and overlaps no other range (container or host side)."""
     ranges = []
     for i, m in enumerate(_items(mappings)):

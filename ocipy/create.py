@@ -39,15 +39,15 @@ def create_container(
     bundle: str,
     *,
     pid_file: str | None = None,
-    console_socket: str | socket.socket | None = None,
+    console_socket=None,  # a socket path, or a connected socket object
     no_pivot: bool = False,
     no_new_keyring: bool = False,
     preserve_fds: int = 0,
     cgroup_driver: str = "cgroupfs",
 ) -> ContainerState:
     bundle = os.path.abspath(bundle)
-    text, config = bundle_mod.read_config(bundle)
-    for warning in bundle_mod.validate_config_cached(config, text, bundle, store.root):
+    config = bundle_mod.load_config(bundle)
+    for warning in bundle_mod.validate_config(config, bundle):
         logs.logger.warning(warning)
     bundle_mod.require_process(config)
     from .spec import Spec
@@ -240,7 +240,7 @@ def _run_poststop(spec, container_id: str, bundle: str) -> None:
     run_hooks_warn(spec.hooks.poststop if spec.hooks else [], state, kind="poststop", warn=logs.logger.warning, cwd=bundle)
 
 
-def _connect_console(path: str) -> socket.socket:
+def _connect_console(path: str):
     from .linux import console
 
     try:

@@ -136,7 +136,7 @@ def exec_in_container(
     *,
     detach: bool = False,
     pid_file: str | None = None,
-    console_socket: str | socket.socket | None = None,
+    console_socket=None,  # a socket path, or a connected socket object
     preserve_fds: int = 0,
     ignore_paused: bool = False,
 ) -> int:

@@ -7,7 +7,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ocipy.bundle import CACHE_DIR_NAME
 from ocipy.defaults import default_config
 
 # One parent cgroup per test run (relative: under our own cgroup), so a run's leak check sees
@@ -16,8 +15,8 @@ CGROUP_PARENT = f"ocipy-test-{os.getpid()}"
 
 
 def container_dirs(root: Path) -> list[Path]:
-    """What is in a state root besides ocipy's validation cache: one directory per container."""
-    return [p for p in Path(root).iterdir() if p.name != CACHE_DIR_NAME] if Path(root).exists() else []
+    """What is in a state root: one directory per container."""
+    return list(Path(root).iterdir()) if Path(root).exists() else []
 
 
 class Bundle:

@@ -61,8 +61,6 @@ def pytest_collection_modifyitems(config, items):
 # the runc shim's socket directory, ctr's default FIFO directory): removed after the session when
 # it created them and they are empty.
 HARDCODED_DIRS = ["/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd"]
-# podman passes no --root, so ocipy keeps its validation cache in its default root there.
-OCIPY_DEFAULT_CACHE = "/run/ocipy/validated@cache"
 
 
 def mounts() -> set[str]:
@@ -153,7 +151,6 @@ def e2e_dir():
     mounts_before = mounts()
     cgroups_before = cgroup_dirs()
     scratch_before = {d for d in HARDCODED_DIRS if os.path.lexists(d)}
-    cache_before = os.path.exists(OCIPY_DEFAULT_CACHE)
     top = Path(tempfile.mkdtemp(prefix="ocipy-e2e-", dir="/tmp"))
     yield top
     for d in HARDCODED_DIRS:  # deepest first; only the ones this session made, only when empty
@@ -162,8 +159,6 @@ def e2e_dir():
                 os.rmdir(d)
             except OSError:
                 pass
-    if not cache_before:
-        shutil.rmtree(OCIPY_DEFAULT_CACHE, ignore_errors=True)
     # Teardown runs after every engine fixture has removed its containers and stopped its daemon.
     left = []
     for d in sorted(cgroup_dirs() - cgroups_before, key=len, reverse=True):

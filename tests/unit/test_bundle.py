@@ -658,7 +658,9 @@ def test_every_schema_ref_resolves():
 
 
 def test_schemas_load_from_the_repo():
-    assert (bundle._schema_dir() / "config-schema.json").is_file()
+    from ocipy.schema import schema_dir
+
+    assert os.path.samefile(schema_dir(), REPO / "schemas")
 
 
 def test_config_is_not_modified():
@@ -666,3 +668,18 @@ def test_config_is_not_modified():
     before = copy.deepcopy(config)
     validate_config(config)
     assert config == before
+
+
+def test_rlimits_still_importable_from_bundle():
+    from ocipy.linux.process import RLIMITS
+
+    assert bundle.RLIMITS is RLIMITS
+
+
+def test_missing_config_path_spelled_as_before(tmp_path, monkeypatch):
+    """The path in the message is pathlib's spelling of `<bundle>/config.json`."""
+    monkeypatch.chdir(tmp_path)
+    for given in (".", "./b/", "b//c"):
+        with pytest.raises(ConfigError) as excinfo:
+            load_config(given)
+        assert str(excinfo.value) == f"config.json: {Path(given) / 'config.json'}: no such file or directory"
