@@ -11,6 +11,7 @@ import os
 
 from . import jsonfast
 from .errors import OcipyError
+from .linux import syscalls
 from .sync import Channel, ChildError
 
 
@@ -141,8 +142,6 @@ def exec_in_container(
     ignore_paused: bool = False,
 ) -> int:
     """Start `process` in the container; in the foreground wait and return its exit code."""
-    import prctl
-
     from .create import write_pid_file
     from .init import ExecContext, exec_stage1
     from .spec import Process
@@ -189,9 +188,9 @@ def exec_in_container(
         console_fd=console_sock.fileno() if console_sock else None,
         preserve_fds=preserve_fds,
     )
-    was_subreaper = prctl.get_child_subreaper()
+    was_subreaper = syscalls.get_child_subreaper()
     if not detach:
-        prctl.set_child_subreaper(True)  # the exec'd process is reparented to us when stage 1 exits
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)  # the exec'd process is reparented to us when stage 1 exits
     try:
         stage1_pid = os.fork()
         if stage1_pid == 0:
@@ -218,7 +217,7 @@ def exec_in_container(
         parent_ch.close()
         if own_console is not None:
             own_console.close()
-        prctl.set_child_subreaper(was_subreaper)
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was_subreaper))
 
 
 def _converse(ch: Channel, stage1_pid: int, state, seccomp: dict | None) -> int:

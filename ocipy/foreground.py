@@ -12,9 +12,8 @@ import os
 import select
 import sys
 
-import prctl
-
 from . import jsonfast
+from .linux import syscalls
 
 _NOT_FORWARDED = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGURG, _signal.SIGKILL, _signal.SIGSTOP}
 
@@ -33,13 +32,13 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
         import socket
 
         own_console, options["console_socket"] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    was_subreaper = prctl.get_child_subreaper()
+    was_subreaper = syscalls.get_child_subreaper()
     if not detach and not no_subreaper:
-        prctl.set_child_subreaper(True)
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     try:
         return _create_start_wait(runtime, container_id, bundle, own_console, detach=detach, keep=keep, options=options)
     finally:
-        prctl.set_child_subreaper(was_subreaper)
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was_subreaper))
 
 
 def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, keep, options) -> int:

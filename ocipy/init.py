@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 
-import prctl
-
 from .errors import HookError
 from .hooks import run_hooks
 from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls, trampoline
@@ -88,7 +86,7 @@ def stage1(ctx: InitContext) -> None:
         # Non-dumpable before entering any container namespace: a process in the container
         # cannot ptrace us or open /proc/<pid>/exe of the host's interpreter. (The forked
         # child does it, so a library caller of Runtime.create keeps its own setting.)
-        prctl.set_dumpable(False)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         plan = ctx.ns_plan
         ctx.cgroup.add_process(os.getpid())
         for ns_type, path in plan.join:
@@ -106,7 +104,7 @@ def stage1(ctx: InitContext) -> None:
             namespaces.write_time_offsets(ctx.spec.linux.time_offsets)
         # A credential change (becoming root in a user namespace) resets dumpable: set it again
         # before pid 1 exists.
-        prctl.set_dumpable(False)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         pid = os.fork()
         if pid == 0:
             stage2(ctx)
@@ -279,7 +277,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
         seccomp_filter = None
     _apply_user_and_capabilities(proc, setgroups_allowed=_setgroups_allowed())
     if proc.no_new_privileges:
-        prctl.set_no_new_privs(True)
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1, what="set no_new_privs")
     process.change_dir(proc.cwd)
     env = process.env_with_home(proc.env, proc.user.uid)
     executable = process.find_executable(proc.args[0], env)
@@ -384,13 +382,13 @@ class ExecContext:
 def exec_stage1(ctx: ExecContext) -> None:
     """Join the container's cgroup and namespaces (pid last, by forking), report the new pid."""
     try:
-        prctl.set_dumpable(False)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         ctx.cgroup.add_process(os.getpid())
         for ns_type, path in ctx.joins:
             namespaces.join(ns_type, path)
             if ns_type == "user":
                 _become_root_in_userns()
-        prctl.set_dumpable(False)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         pid = os.fork()
         if pid == 0:
             exec_stage2(ctx)

@@ -20,7 +20,7 @@ import os
 import sys
 
 # Top-level modules ocipy imports from outside the standard library (any command).
-RUNTIME_MODULES = ("ocipy", "prctl", "_prctl", "pyseccomp", "pyroute2", "click")
+RUNTIME_MODULES = ("ocipy", "pyroute2", "click")
 
 
 def module_roots(names=RUNTIME_MODULES) -> list[str]:

@@ -1,6 +1,6 @@
 """Typed, read-only-in-spirit views over a config.json dict.
 
-Naming rule: every JSON object of the spec is a dataclass whose attributes are
+Naming rule: every JSON object of the spec is a record class whose attributes are
 the snake_case of its JSON keys (`noNewPrivileges` -> `no_new_privileges`,
 `containerID` -> `container_id`). A missing optional scalar is None, a missing
 list is [], a missing map is {}, a missing optional object is None. The JSON key
@@ -11,19 +11,24 @@ A few parts stay plain dicts because their consumers walk them as data:
 `linux.net_devices`, `linux.time_offsets` and `annotations`.
 
 Views are built from a config that `ocipy.bundle.validate_config` accepted;
-they do not check types again. This module imports nothing heavy.
+they do not check types again.
+
+The views are `ocipy.record.Record`s (dataclasses without importing dataclasses:
+every command that touches a config pays for its imports).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any
 
 __all__ = [
     "Spec", "Root", "Mount", "IDMapping", "Process", "ConsoleSize", "User", "Capabilities",
     "Rlimit", "IOPriority", "Scheduler", "ExecCPUAffinity", "Hooks", "Hook", "Linux",
     "Namespace", "Device", "Personality", "MemoryPolicy",
 ]
+
+from .record import Record, factory
+
+
+# --- the views -----------------------------------------------------------------------------
 
 
 def _list(d: dict, key: str) -> list:
@@ -39,8 +44,7 @@ def _obj(d: dict, key: str, cls):
     return None if value is None else cls.from_dict(value)
 
 
-@dataclass
-class IDMapping:
+class IDMapping(Record):
     container_id: int
     host_id: int
     size: int
@@ -54,8 +58,7 @@ def _mappings(d: dict, key: str) -> list[IDMapping]:
     return [IDMapping.from_dict(m) for m in d.get(key) or []]
 
 
-@dataclass
-class Root:
+class Root(Record):
     path: str
     readonly: bool = False
 
@@ -64,14 +67,13 @@ class Root:
         return cls(path=d["path"], readonly=bool(d.get("readonly", False)))
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     destination: str
     type: str | None = None
     source: str | None = None
-    options: list[str] = field(default_factory=list)
-    uid_mappings: list[IDMapping] = field(default_factory=list)
-    gid_mappings: list[IDMapping] = field(default_factory=list)
+    options: list[str] = factory(list)
+    uid_mappings: list[IDMapping] = factory(list)
+    gid_mappings: list[IDMapping] = factory(list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Mount:
@@ -85,8 +87,7 @@ class Mount:
         )
 
 
-@dataclass
-class ConsoleSize:
+class ConsoleSize(Record):
     height: int
     width: int
 
@@ -95,14 +96,13 @@ class ConsoleSize:
         return cls(height=d["height"], width=d["width"])
 
 
-@dataclass
-class User:
+class User(Record):
     """process.user; when the config has no user object, uid 0 / gid 0 (as runc)."""
 
     uid: int = 0
     gid: int = 0
     umask: int | None = None
-    additional_gids: list[int] = field(default_factory=list)
+    additional_gids: list[int] = factory(list)
     username: str | None = None
 
     @classmethod
@@ -116,13 +116,12 @@ class User:
         )
 
 
-@dataclass
-class Capabilities:
-    bounding: list[str] = field(default_factory=list)
-    effective: list[str] = field(default_factory=list)
-    inheritable: list[str] = field(default_factory=list)
-    permitted: list[str] = field(default_factory=list)
-    ambient: list[str] = field(default_factory=list)
+class Capabilities(Record):
+    bounding: list[str] = factory(list)
+    effective: list[str] = factory(list)
+    inheritable: list[str] = factory(list)
+    permitted: list[str] = factory(list)
+    ambient: list[str] = factory(list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Capabilities:
@@ -130,8 +129,7 @@ class Capabilities:
         return cls(**{name: _list(d, name) for name in sets})
 
 
-@dataclass
-class Rlimit:
+class Rlimit(Record):
     type: str
     soft: int
     hard: int
@@ -141,8 +139,7 @@ class Rlimit:
         return cls(type=d["type"], soft=d["soft"], hard=d["hard"])
 
 
-@dataclass
-class IOPriority:
+class IOPriority(Record):
     class_: str
     priority: int
 
@@ -151,12 +148,11 @@ class IOPriority:
         return cls(class_=d["class"], priority=d.get("priority", 0))
 
 
-@dataclass
-class Scheduler:
+class Scheduler(Record):
     policy: str
     nice: int | None = None
     priority: int | None = None
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = factory(list)
     runtime: int | None = None
     deadline: int | None = None
     period: int | None = None
@@ -174,8 +170,7 @@ class Scheduler:
         )
 
 
-@dataclass
-class ExecCPUAffinity:
+class ExecCPUAffinity(Record):
     initial: str | None = None
     final: str | None = None
 
@@ -184,17 +179,16 @@ class ExecCPUAffinity:
         return cls(initial=d.get("initial"), final=d.get("final"))
 
 
-@dataclass
-class Process:
+class Process(Record):
     cwd: str
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    args: list[str] = factory(list)
+    env: list[str] = factory(list)
     terminal: bool = False
     console_size: ConsoleSize | None = None
-    user: User = field(default_factory=User)
+    user: User = factory(User)
     command_line: str | None = None
     capabilities: Capabilities | None = None
-    rlimits: list[Rlimit] = field(default_factory=list)
+    rlimits: list[Rlimit] = factory(list)
     no_new_privileges: bool = False
     apparmor_profile: str | None = None
     oom_score_adj: int | None = None
@@ -227,11 +221,10 @@ class Process:
         )
 
 
-@dataclass
-class Hook:
+class Hook(Record):
     path: str
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    args: list[str] = factory(list)
+    env: list[str] = factory(list)
     timeout: int | None = None
 
     @classmethod
@@ -239,16 +232,15 @@ class Hook:
         return cls(path=d["path"], args=_list(d, "args"), env=_list(d, "env"), timeout=d.get("timeout"))
 
 
-@dataclass
-class Hooks:
+class Hooks(Record):
     """Always present on a Spec; every list is empty when the config has no hooks."""
 
-    prestart: list[Hook] = field(default_factory=list)
-    create_runtime: list[Hook] = field(default_factory=list)
-    create_container: list[Hook] = field(default_factory=list)
-    start_container: list[Hook] = field(default_factory=list)
-    poststart: list[Hook] = field(default_factory=list)
-    poststop: list[Hook] = field(default_factory=list)
+    prestart: list[Hook] = factory(list)
+    create_runtime: list[Hook] = factory(list)
+    create_container: list[Hook] = factory(list)
+    start_container: list[Hook] = factory(list)
+    poststart: list[Hook] = factory(list)
+    poststop: list[Hook] = factory(list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Hooks:
@@ -265,8 +257,7 @@ class Hooks:
         )
 
 
-@dataclass
-class Namespace:
+class Namespace(Record):
     type: str
     path: str | None = None
 
@@ -275,8 +266,7 @@ class Namespace:
         return cls(type=d["type"], path=d.get("path"))
 
 
-@dataclass
-class Device:
+class Device(Record):
     type: str
     path: str
     major: int | None = None
@@ -298,42 +288,39 @@ class Device:
         )
 
 
-@dataclass
-class Personality:
+class Personality(Record):
     domain: str
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = factory(list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Personality:
         return cls(domain=d["domain"], flags=_list(d, "flags"))
 
 
-@dataclass
-class MemoryPolicy:
+class MemoryPolicy(Record):
     mode: str
     nodes: str | None = None
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = factory(list)
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryPolicy:
         return cls(mode=d["mode"], nodes=d.get("nodes"), flags=_list(d, "flags"))
 
 
-@dataclass
-class Linux:
-    namespaces: list[Namespace] = field(default_factory=list)
-    uid_mappings: list[IDMapping] = field(default_factory=list)
-    gid_mappings: list[IDMapping] = field(default_factory=list)
-    time_offsets: dict[str, dict] = field(default_factory=dict)
-    devices: list[Device] = field(default_factory=list)
-    net_devices: dict[str, dict] = field(default_factory=dict)
+class Linux(Record):
+    namespaces: list[Namespace] = factory(list)
+    uid_mappings: list[IDMapping] = factory(list)
+    gid_mappings: list[IDMapping] = factory(list)
+    time_offsets: dict[str, dict] = factory(dict)
+    devices: list[Device] = factory(list)
+    net_devices: dict[str, dict] = factory(dict)
     cgroups_path: str | None = None
     resources: dict | None = None
     rootfs_propagation: str | None = None
     seccomp: dict | None = None
-    sysctl: dict[str, str] = field(default_factory=dict)
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
+    sysctl: dict[str, str] = factory(dict)
+    masked_paths: list[str] = factory(list)
+    readonly_paths: list[str] = factory(list)
     mount_label: str | None = None
     personality: Personality | None = None
     intel_rdt: dict | None = None
@@ -369,18 +356,19 @@ class Linux:
         return None
 
 
-@dataclass
-class Spec:
+class Spec(Record):
     oci_version: str
     root: Root | None = None
-    mounts: list[Mount] = field(default_factory=list)
+    mounts: list[Mount] = factory(list)
     process: Process | None = None
     hostname: str | None = None
     domainname: str | None = None
-    hooks: Hooks = field(default_factory=Hooks)
-    annotations: dict[str, str] = field(default_factory=dict)
+    hooks: Hooks = factory(Hooks)
+    annotations: dict[str, str] = factory(dict)
     linux: Linux | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: dict = factory(dict)  # the config itself (not in the repr)
+
+    _hidden = ("raw",)
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Spec:

@@ -1,11 +1,9 @@
 """The five capability sets of process.capabilities.
 
-python-prctl drops from the bounding set and toggles keepcaps; it has no call for
-the ambient set and no names past CAP_BPF, so the effective/permitted/inheritable
-masks go through capset(2) by number (syscalls.py) and ambient through prctl(2).
+Everything goes through syscalls.py by number: the bounding and ambient sets with
+prctl(2), effective/permitted/inheritable with capset(2). (python-prctl knows no
+ambient set nor names past CAP_BPF, and importing it costs ~1 ms.)
 """
-
-import prctl
 
 from . import syscalls
 
@@ -25,7 +23,7 @@ def drop_bounding(keep: int) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP)."""
     for n in range(syscalls.last_cap() + 1):
         if not keep & (1 << n):
-            prctl.capbset_drop(n)
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, n, what=f"drop capability {n} from the bounding set")
 
 
 def apply_sets(effective: int, permitted: int, inheritable: int, ambient: int) -> None:

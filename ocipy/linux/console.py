@@ -5,13 +5,14 @@ unix stream socket, one sendmsg with payload "/dev/ptmx" and exactly one
 SCM_RIGHTS fd (the master), close. Never wait for a reply.
 """
 
-import array
+from __future__ import annotations
+
+import _socket  # the C module under `socket` (see ocipy/sync.py): `import socket` costs ~2 ms
 import fcntl
 import os
-import socket
 import struct
-import termios
 
+from ..sync import received_fds, scm_rights
 from . import syscalls
 
 
@@ -25,31 +26,29 @@ def open_pty(ptmx_path: str) -> tuple[int, int]:
 
 
 def set_size(fd: int, height: int, width: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, syscalls.winsize(height, width))
+    fcntl.ioctl(fd, syscalls.TIOCSWINSZ, syscalls.winsize(height, width))
 
 
 def send_master(sock_fd: int, master: int) -> None:
-    sock = socket.socket(fileno=os.dup(sock_fd))
+    sock = _socket.socket(fileno=os.dup(sock_fd))
     try:
-        sock.sendmsg([b"/dev/ptmx"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
+        sock.sendmsg([b"/dev/ptmx"], scm_rights([master]))
     finally:
         sock.close()
 
 
-def receive_master(sock: socket.socket) -> int:
-    """The receiving side (used by `run` in the foreground with a terminal)."""
-    fds = array.array("i")
-    _msg, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+def receive_master(sock) -> int:
+    """The receiving side (used by `run` in the foreground with a terminal); `sock` is any socket object."""
+    _msg, ancdata, _flags, _addr = sock.recvmsg(4096, _socket.CMSG_SPACE(struct.calcsize("i")))
+    fds = received_fds(ancdata)
     if not fds:
         raise OSError("console socket: no pty master received")
     return fds[0]
 
 
-def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def connect(path: str) -> _socket.socket:
+    """A stream socket connected to the engine's --console-socket (a `_socket.socket`: fileno, sendmsg, close)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as e:
@@ -62,6 +61,6 @@ def make_controlling_tty(slave: int) -> None:
     """slave becomes stdin/stdout/stderr and the controlling terminal of this session leader."""
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    fcntl.ioctl(0, syscalls.TIOCSCTTY, 0)
     if slave > 2:
         os.close(slave)

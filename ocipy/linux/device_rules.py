@@ -6,7 +6,7 @@ and the pty devices to work, and every linux.devices entry to be usable. As runc
 does, the implicit allow rules come after the config's rules.
 """
 
-import copy
+from __future__ import annotations
 
 # (type, major, minor, access); None is the wildcard "*".
 IMPLICIT_RULES = [
@@ -33,11 +33,20 @@ def _rule(kind, major, minor, access) -> dict:
     return rule
 
 
+def _copy(value):
+    """A deep copy of JSON data: copy.deepcopy, without importing copy (~1 ms) on every create."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 def effective_resources(resources: dict | None, devices) -> dict | None:
     """Pure: linux.resources with the implicit device rules appended (only when the config has rules)."""
     if not resources or not resources.get("devices"):
         return resources
-    out = copy.deepcopy(resources)
+    out = _copy(resources)
     out["devices"] += [_rule(*r) for r in IMPLICIT_RULES]
     for dev in devices or []:
         kind = "c" if dev.type == "u" else dev.type

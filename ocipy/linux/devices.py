@@ -10,19 +10,20 @@ In a user namespace mknod(2) of a device is refused, so, as runc does, the host'
 node is bind-mounted onto an empty regular file instead.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from ocipy.linux import paths
 from ocipy.linux import syscalls as sc
+from ocipy.record import Record
 
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+class DeviceNode(Record, frozen=True):
     path: str
     type: str  # c, u, b, p
     major: int
@@ -42,8 +43,7 @@ class DeviceNode:
         return 0 if self.type == "p" else os.makedev(self.major, self.minor)
 
 
-@dataclass(frozen=True)
-class DevSymlink:
+class DevSymlink(Record, frozen=True):
     target: str
     link: str
     replace: bool = False  # replace whatever is at `link` (used for /dev/ptmx)
@@ -107,7 +107,7 @@ def plan_devices(linux, *, in_userns: bool = False) -> list[DeviceNode]:
         if dtype != "p" and (_get(d, "major") is None or _get(d, "minor") is None):
             raise ValueError(f"device {path}: type {dtype} needs major and minor")
     named = {d.path for d in custom}
-    out = [DeviceNode(**{**d.__dict__, "bind_from_host": in_userns}) for d in DEFAULT_DEVICES if d.path not in named]
+    out = [d._replace(bind_from_host=in_userns) for d in DEFAULT_DEVICES if d.path not in named]
     return out + custom
 
 

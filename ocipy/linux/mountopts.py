@@ -14,9 +14,10 @@ config.md#linux-mount-options and the behaviour runc has shipped for years:
 * everything else is filesystem specific and joins `data`, comma separated, in order.
 """
 
-from dataclasses import dataclass, field
+from __future__ import annotations
 
 from ocipy.linux import syscalls as sc
+from ocipy.record import Record, factory
 
 # mount_setattr(2) attributes (linux/mount.h)
 MOUNT_ATTR_RDONLY = 0x00000001
@@ -116,15 +117,14 @@ _ATIME_MODES = (MOUNT_ATTR_RELATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME)
 BIND_REMOUNT_MASK = ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT | sc.MS_SILENT) & 0xFFFFFFFF
 
 
-@dataclass
-class MountOptions:
+class MountOptions(Record):
     flags: int = 0
     clear_flags: int = 0
-    propagation: list[int] = field(default_factory=list)
+    propagation: list[int] = factory(list)
     data: str = ""
     rec_attr_set: int = 0
     rec_attr_clr: int = 0
-    extensions: set[str] = field(default_factory=set)
+    extensions: set[str] = factory(set)
 
     @property
     def is_bind(self) -> bool:

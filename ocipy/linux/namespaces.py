@@ -1,8 +1,10 @@
 """Namespaces from linux.namespaces: which to create, which to join by path, and in what order."""
 
-import os
-from dataclasses import dataclass
+from __future__ import annotations
 
+import os
+
+from ..record import Record
 from . import syscalls
 
 FLAGS = {
@@ -24,8 +26,7 @@ PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 JOIN_ORDER = ["user", "ipc", "uts", "network", "cgroup", "pid", "time", "mount"]
 
 
-@dataclass
-class NamespacePlan:
+class NamespacePlan(Record):
     new_user: bool = False
     unshare_flags: int = 0  # everything new except the user namespace
     join: list = None  # [(type, path)] in JOIN_ORDER

@@ -6,13 +6,11 @@ execve. Messages that engines map to exit codes are spelled as runc's:
 "permission denied" -> 126.
 """
 
+import _signal  # the C module behind `signal`: the same calls on plain ints, without its enums (4 ms of imports)
 import errno
 import os
 import resource
-import signal
 import stat
-
-import prctl
 
 from ..errors import SetupError
 from . import syscalls
@@ -141,11 +139,11 @@ def switch_user(user, *, setgroups_allowed: bool = True) -> None:
     if setgroups_allowed:
         os.setgroups(list(user.additional_gids or []))
     os.setresgid(user.gid, user.gid, user.gid)
-    prctl.set_keepcaps(True)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1, what="set keepcaps")
     try:
         os.setresuid(user.uid, user.uid, user.uid)
     finally:
-        prctl.set_keepcaps(False)
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0, what="clear keepcaps")
 
 
 def env_with_home(env: list[str], uid: int) -> list[str]:
@@ -216,14 +214,14 @@ def change_dir(cwd: str) -> None:
 
 def reset_signals() -> None:
     """Every signal at its default and unblocked: the runtime may have inherited ignores and masks."""
-    for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def close_stray_fds(keep_upto: int, also_keep: tuple[int, ...] = ()) -> None:

@@ -16,16 +16,17 @@ the image, or one swapped in while we work, cannot point a mount at the host
 (CVE-2021-30465 and friends).
 """
 
-import ctypes
+from __future__ import annotations
+
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 
 from ocipy.errors import SetupError
 from ocipy.linux import devices, mountopts, paths
 from ocipy.linux import syscalls as sc
 from ocipy.linux.mountopts import MountOptions, parse_mount_options
+from ocipy.record import Record, factory
 
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
@@ -52,25 +53,21 @@ _FS_WITHOUT_LABEL = ("bind", "proc", "sysfs", "cgroup", "cgroup2", "none")
 
 
 # --- steps -------------------------------------------------------------------------------
-@dataclass
-class SetRootPropagation:
+class SetRootPropagation(Record):
     flags: int
 
 
-@dataclass
-class BindRootfs:
+class BindRootfs(Record):
     rootfs: str
 
 
-@dataclass(frozen=True)
-class IdmapSpec:
+class IdmapSpec(Record, frozen=True):
     recursive: bool  # "ridmap": every submount of an rbind gets the mapping too
     uid_mappings: tuple  # ((container_id, host_id, size), ...)
     gid_mappings: tuple
 
 
-@dataclass
-class MountStep:
+class MountStep(Record):
     index: int
     destination: str  # cleaned, absolute, as seen in the container
     source: str | None
@@ -86,18 +83,15 @@ class MountStep:
         return self.opts.flags
 
 
-@dataclass
-class RemountReadonly:
+class RemountReadonly(Record):
     destination: str
 
 
-@dataclass
-class MakeDevice:
+class MakeDevice(Record):
     node: devices.DeviceNode
 
 
-@dataclass
-class MakeSymlink:
+class MakeSymlink(Record):
     link: devices.DevSymlink
 
 
@@ -248,13 +242,12 @@ def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None 
 
 
 # --- cgroup mounts ------------------------------------------------------------------------
-@dataclass
-class CgroupSub:
+class CgroupSub(Record):
     name: str  # directory under the cgroup mount's destination
     fstype: str  # "cgroup" or "cgroup2"
     data: str  # for a fresh mount
     host_dir: str | None  # for a bind (and the fallback when a fresh mount is refused)
-    symlinks: list[str] = field(default_factory=list)  # co-mounted controllers: cpu -> cpu,cpuacct
+    symlinks: list[str] = factory(list)  # co-mounted controllers: cpu -> cpu,cpuacct
     fresh: bool = False  # a new cgroup mount (own cgroup namespace) rather than a bind
 
 
@@ -372,62 +365,7 @@ def _is_pure_v2() -> bool:
     return fstype == "cgroup2"
 
 
-# --- small private syscalls (not in syscalls.py) -----------------------------------------
-_libc = ctypes.CDLL(None, use_errno=True)
-_NR_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def _mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
-    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    res = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
-    if res < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount_setattr(set={attr_set:#x}, clear={attr_clr:#x}): {os.strerror(err)}")
-
-
-_NR_OPEN_TREE = 428  # generic numbers, same on x86_64 and aarch64
-_NR_MOVE_MOUNT = 429
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
-MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
-
-
-def _open_tree(path: str, recursive: bool) -> int:
-    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    fd = _libc.syscall(ctypes.c_long(_NR_OPEN_TREE), ctypes.c_int(-100), os.fsencode(path), ctypes.c_uint(flags))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
-    return fd
-
-
-def _move_mount_to_fd(tree_fd: int, target_fd: int) -> None:
-    res = _libc.syscall(
-        ctypes.c_long(_NR_MOVE_MOUNT), ctypes.c_int(tree_fd), b"", ctypes.c_int(target_fd), b"",
-        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
-    )
-    if res < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"move_mount: {os.strerror(err)}")
-
-
-def _mount_setattr_idmap(tree_fd: int, userns_fd: int, recursive: bool) -> None:
-    attr = _MountAttr(mountopts.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    res = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(tree_fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
-    if res < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount_setattr(MOUNT_ATTR_IDMAP): {os.strerror(err)}")
-
-
+# --- idmapped mounts (the new mount API calls are in syscalls.py) ---------------------------
 def _userns_with_mappings(uids: tuple, gids: tuple) -> int:
     """An fd of a fresh user namespace carrying the given mappings: a child process
     unshares it and waits while we write its maps, then we keep only the fd."""
@@ -462,18 +400,6 @@ def _userns_with_mappings(uids: tuple, gids: tuple) -> int:
         os.close(ready_r)
         os.close(go_w)
         os.waitpid(pid, 0)
-
-
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
-
-
-def _fstatfs_type(fd: int) -> int:
-    buf = _Statfs()
-    if _libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"fstatfs: {os.strerror(err)}")
-    return buf.f_type & 0xFFFFFFFF
 
 
 # --- execution ---------------------------------------------------------------------------
@@ -539,7 +465,7 @@ def _apply_after(fd: int, opts: MountOptions) -> None:
     for p in opts.propagation:
         sc.mount(None, target, None, p)
     if opts.has_rec_attrs:
-        _mount_setattr(fd, opts.rec_attr_set, opts.rec_attr_clr, recursive=True)
+        sc.mount_setattr(fd, opts.rec_attr_set, opts.rec_attr_clr, recursive=True)
 
 
 def _reopen(root_fd: int, dest: str, before: int) -> int:
@@ -568,10 +494,10 @@ def _check_fs_type(root_fd: int, fd: int, dest: str) -> None:
         except OSError:
             return
         try:
-            mounted = _fstatfs_type(tfd) == magic
+            mounted = sc.fstatfs_type(tfd) == magic
         finally:
             os.close(tfd)
-        if mounted and _fstatfs_type(fd) not in allowed:
+        if mounted and sc.fstatfs_type(fd) not in allowed:
             raise OSError(errno.EXDEV, f"{dest} does not resolve to a file on the {top} filesystem")
 
 
@@ -633,10 +559,10 @@ def _attach_idmapped(src: str, target_fd: int, step: MountStep) -> None:
     attach it onto the resolved destination fd itself (move_mount)."""
     userns = _userns_with_mappings(step.idmap.uid_mappings, step.idmap.gid_mappings)
     try:
-        tree = _open_tree(src, recursive=bool(step.opts.flags & sc.MS_REC))
+        tree = sc.open_tree(src, recursive=bool(step.opts.flags & sc.MS_REC))
         try:
-            _mount_setattr_idmap(tree, userns, recursive=step.idmap.recursive)
-            _move_mount_to_fd(tree, target_fd)
+            sc.mount_setattr(tree, mountopts.MOUNT_ATTR_IDMAP, 0, recursive=step.idmap.recursive, userns_fd=userns, what="mount_setattr(MOUNT_ATTR_IDMAP)")
+            sc.move_mount_to_fd(tree, target_fd)
         finally:
             os.close(tree)
     finally:
@@ -956,23 +882,19 @@ def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
 
 
 # --- after pivot ------------------------------------------------------------------------
-@dataclass
-class MaskPath:
+class MaskPath(Record):
     path: str
 
 
-@dataclass
-class ReadonlyPath:
+class ReadonlyPath(Record):
     path: str
 
 
-@dataclass
-class RootReadonly:
+class RootReadonly(Record):
     pass
 
 
-@dataclass
-class ReapplyPropagation:
+class ReapplyPropagation(Record):
     flags: int
 
 

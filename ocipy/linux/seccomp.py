@@ -4,7 +4,7 @@ notify fd to a seccomp agent.
 Public API
 ----------
 - `validate(seccomp)`        -> list of problems, `"<json path>: <rule>"` strings.
-- `build_filter(seccomp)`    -> a `pyseccomp.SyscallFilter`, not loaded.
+- `build_filter(seccomp)`    -> a `Filter` (libseccomp filter context), not loaded.
 - `load(seccomp)`            -> builds and loads into the calling process; returns the
                                 notify fd when a rule uses SCMP_ACT_NOTIFY, else None.
 - `prepare(seccomp)` + `load_prepared(prepared)` -> the same in two steps: prepare
@@ -47,19 +47,22 @@ Behaviour follows runc (libcontainer/seccomp), studied, not copied:
   `enosys_stub`).  Unlike runc, the native arch is stubbed even when
   `architectures` is empty.
 
-What pyseccomp lacks and is done with ctypes here: from libseccomp.so.2,
-seccomp_notify_receive/respond/alloc/free, seccomp_arch_resolve_name,
-seccomp_syscall_resolve_name(_arch), seccomp_arch_native, seccomp_version; from
-libc, seccomp(2) through syscalls.seccomp_set_mode_filter (the one ctypes layer to
-the kernel) to load the patched program with our own flags and get the notify fd.
+libseccomp.so.2 is driven through ctypes here (`Filter`, `_libseccomp`), not
+through pyseccomp: importing pyseccomp costs ~20 ms (it imports ctypes.util, hence
+subprocess and shutil, and typing), on every create of a docker or podman
+container (their configs always carry a profile). seccomp(2) itself goes through
+syscalls.seccomp_set_mode_filter (the one ctypes layer to the kernel) to load the
+patched program with our own flags and get the notify fd.
 
-pyseccomp and ctypes are imported only inside functions, so importing this module
-costs nothing for commands that never touch seccomp.
+ctypes is imported only inside functions, so importing this module costs nothing
+for commands that never touch seccomp.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
 
 from ..errors import ConfigError, SetupError
 
@@ -286,7 +289,7 @@ def action_value(action: str, errno_ret: int | None = None) -> int:
     return value
 
 
-# --- libseccomp through ctypes (only what pyseccomp lacks) --------------------------
+# --- libseccomp through ctypes -------------------------------------------------------
 
 _lib = None
 
@@ -297,11 +300,12 @@ def _libseccomp():
     if _lib is not None:
         return _lib
     import ctypes
-    import ctypes.util
 
     try:
         lib = ctypes.CDLL("libseccomp.so.2")
     except OSError:
+        import ctypes.util  # imports subprocess and shutil (~10 ms): only when the soname is not found
+
         found = ctypes.util.find_library("seccomp")
         if not found:
             raise SetupError("seccomp: libseccomp is not installed") from None
@@ -312,6 +316,18 @@ def _libseccomp():
 
     lib.seccomp_version.argtypes = ()
     lib.seccomp_version.restype = ctypes.POINTER(Version)
+    lib.seccomp_init.argtypes = (ctypes.c_uint32,)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_release.argtypes = (ctypes.c_void_p,)
+    lib.seccomp_release.restype = None
+    lib.seccomp_attr_set.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32)
+    lib.seccomp_attr_set.restype = ctypes.c_int
+    lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
+    lib.seccomp_arch_add.restype = ctypes.c_int
+    lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+    lib.seccomp_rule_add_array.restype = ctypes.c_int
+    lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+    lib.seccomp_export_bpf.restype = ctypes.c_int
     lib.seccomp_api_get.argtypes = ()
     lib.seccomp_api_get.restype = ctypes.c_uint
     lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
@@ -336,12 +352,47 @@ def _libseccomp():
     return lib
 
 
-def _pyseccomp():
-    try:
-        import pyseccomp
-    except (ImportError, RuntimeError) as exc:  # RuntimeError: libseccomp not found
-        raise SetupError(f"seccomp is not available: {exc}") from None
-    return pyseccomp
+def _check_rc(rc: int) -> None:
+    """libseccomp returns -errno on failure."""
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+
+
+class Filter:
+    """A libseccomp filter context (scmp_filter_ctx): the calls a profile needs.
+
+    Methods raise OSError(errno) when libseccomp refuses, as pyseccomp's
+    SyscallFilter (whose method names these are) does.
+    """
+
+    _ctx = None  # released by __del__; None when seccomp_init failed
+
+    def __init__(self, default_action: int):
+        self._lib = _libseccomp()
+        self._ctx = self._lib.seccomp_init(default_action)
+        if not self._ctx:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # seccomp_init only says NULL
+
+    def __del__(self):
+        if self._ctx:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None
+
+    def set_attr(self, attr: int, value: int) -> None:
+        _check_rc(self._lib.seccomp_attr_set(self._ctx, attr, value))
+
+    def add_arch(self, arch_token: int) -> None:
+        _check_rc(self._lib.seccomp_arch_add(self._ctx, arch_token))
+
+    def add_rule(self, action: int, syscall_nr: int, *conditions: tuple) -> None:
+        """Conditions (ANDed) are (arg index, SCMP_CMP_* operator, value, value two) tuples."""
+        # an array of struct scmp_arg_cmp {unsigned int arg; enum scmp_compare op; u64 datum_a, datum_b}
+        array = b"".join(struct.pack("IiQQ", *condition) for condition in conditions)
+        _check_rc(self._lib.seccomp_rule_add_array(self._ctx, action, syscall_nr, len(conditions), array))
+
+    def export_bpf(self, file) -> None:
+        """Write the classic-BPF program to `file` (anything with fileno())."""
+        _check_rc(self._lib.seccomp_export_bpf(self._ctx, file.fileno()))
 
 
 def libseccomp_version() -> str | None:
@@ -375,12 +426,11 @@ def _build(seccomp: dict):
     problems = _problems(seccomp, "/linux/seccomp", for_build=True)
     if problems:
         raise ConfigError("; ".join(problems))
-    ps = _pyseccomp()
     _libseccomp()  # fail early and clearly when libseccomp is missing
 
     default = action_value(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"))
     try:
-        flt = ps.SyscallFilter(default)
+        flt = Filter(default)
     except OSError as exc:
         raise SetupError(f"seccomp: error creating filter: {exc}") from None
 
@@ -410,7 +460,7 @@ def _build(seccomp: dict):
         if not _kernel_has_flag(flag):
             raise SetupError(f"seccomp flag {flag} is not supported by this kernel")
         try:
-            # Only for whoever loads this object with pyseccomp: load() passes
+            # Only for whoever loads this filter with libseccomp: load() passes
             # the flags to seccomp(2) itself, so libseccomp < 2.6 lacking
             # SCMP_FLTATR_CTL_WAITKILL does not matter there.
             flt.set_attr(_FLAG_BITS[flag][1], 1)
@@ -430,7 +480,7 @@ def _build(seccomp: dict):
         if act == default:
             continue  # redundant, and libseccomp refuses it
         conds = [
-            ps.Arg(a["index"], OPERATORS[a["op"]], a["value"], a.get("valueTwo", 0))
+            (a["index"], OPERATORS[a["op"]], a["value"], a.get("valueTwo", 0))
             for a in call.get("args") or []
         ]
         indexes = [a["index"] for a in call.get("args") or []]
@@ -458,11 +508,11 @@ def _build(seccomp: dict):
     return flt, notify_used
 
 
-def build_filter(seccomp: dict):
-    """A `pyseccomp.SyscallFilter` for `linux.seccomp` (rules, arches, attributes).
+def build_filter(seccomp: dict) -> Filter:
+    """A libseccomp `Filter` for `linux.seccomp` (rules, arches, attributes).
 
-    Use `load()` to install it: that adds the ENOSYS stub, the flags and the
-    notify listener; the object's own `.load()` (libseccomp's) has no stub.
+    Use `load()` to install a profile: that adds the ENOSYS stub, the flags and
+    the notify listener.
 
     Raises ConfigError for a profile that breaks the spec or names an architecture
     this libseccomp does not know; SetupError when the kernel lacks a flag (or
@@ -549,7 +599,7 @@ def _export_bpf(flt) -> bytes:
         return f.read()
 
 
-# --- seccomp(2) itself (libc via ctypes; pyseccomp has no raw loader) ----------------
+# --- seccomp(2) itself (libc via ctypes: libseccomp's loader takes no flags of ours) --
 
 _EFAULT = 14
 _BPF_MAXINSNS = 4096
@@ -681,8 +731,6 @@ def enosys_stub(seccomp: dict) -> bytes:
     emit(_RET, _ACTION_VALUES["SCMP_ACT_ERRNO"] | _ENOSYS)
     labels["filter"] = len(code)
 
-    import struct
-
     out = bytearray()
     for idx, (op, jt, jf, k) in enumerate(code):
         if op == _JA and isinstance(k, str):
@@ -721,10 +769,11 @@ def send_to_listener(
     `state["pid"]`.  Raises SetupError when anything fails (the spec says the
     runtime MUST generate an error).  `notify_fd` stays open; the caller closes it.
     """
-    import json
-    import socket
+    import socket  # only with a listenerPath
 
-    payload = json.dumps(container_process_state(state, metadata, pid)).encode()
+    from .. import jsonfast
+
+    payload = jsonfast.dumps(container_process_state(state, metadata, pid)).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(listener_path)
@@ -814,10 +863,9 @@ def supported_features() -> dict:
     actions/operators/knownFlags: what ocipy recognises.  archs: the spec's names
     this host's libseccomp resolves.  supportedFlags: the flags this kernel accepts
     (probed with seccomp(2) and a NULL program, so nothing is loaded).  Without
-    libseccomp or pyseccomp: {"enabled": False}.
+    libseccomp: {"enabled": False}.
     """
     try:
-        _pyseccomp()
         lib = _libseccomp()
         lib.seccomp_version()
     except (SetupError, OSError, AttributeError):

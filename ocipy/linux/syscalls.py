@@ -9,7 +9,6 @@ deep in container set-up reads as `mount proc on /proc: Operation not permitted`
 import ctypes
 import errno as _errno
 import os
-import platform
 import struct
 
 # The interpreter already has libc loaded: dlopen(NULL) reaches it without find_library,
@@ -68,6 +67,7 @@ PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -89,8 +89,11 @@ _SYSCALLS = {
     "sched_setattr": (314, 274),
     "ioprio_set": (251, 30),
     "set_mempolicy": (238, 237),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
+    "mount_setattr": (442, 442),
 }
-_ARCH_INDEX = 1 if platform.machine() in ("aarch64", "arm64") else 0
+_ARCH_INDEX = 1 if os.uname().machine in ("aarch64", "arm64") else 0  # platform.machine(), without importing platform
 
 
 def _nr(name: str) -> int:
@@ -152,6 +155,53 @@ def pivot_root(new_root, put_old) -> None:
     _check(_libc.syscall(_nr("pivot_root"), _b(new_root), _b(put_old)), f"pivot_root {new_root}")
 
 
+# --- the new mount API (detached trees, mount attributes) ----------------------------
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
+_AT_FDCWD = -100
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, *, recursive: bool = True, userns_fd: int = 0, what: str | None = None) -> None:
+    """mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE]): MOUNT_ATTR_* bits on the mount at `fd`."""
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _libc.syscall(_nr("mount_setattr"), ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(res, what or f"mount_setattr(set={attr_set:#x}, clear={attr_clr:#x})")
+
+
+def open_tree(path: str, recursive: bool) -> int:
+    """A detached copy of the mount (tree) at `path`: an fd to attach with move_mount_to_fd."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    fd = _libc.syscall(_nr("open_tree"), ctypes.c_int(_AT_FDCWD), os.fsencode(path), ctypes.c_uint(flags))
+    return _check(fd, f"open_tree {path}")
+
+
+def move_mount_to_fd(tree_fd: int, target_fd: int) -> None:
+    """Attach the detached tree `tree_fd` onto the file or directory `target_fd`."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    res = _libc.syscall(_nr("move_mount"), ctypes.c_int(tree_fd), b"", ctypes.c_int(target_fd), b"", ctypes.c_uint(flags))
+    _check(res, "move_mount")
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic number (statfs f_type) of the file at `fd`."""
+    buf = _Statfs()
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
+    return buf.f_type & 0xFFFFFFFF
+
+
 # --- identity ------------------------------------------------------------------------
 def sethostname(name: str) -> None:
     data = name.encode()
@@ -184,6 +234,13 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
         what,
     )
+
+
+def get_child_subreaper() -> int:
+    """PR_GET_CHILD_SUBREAPER: the one prctl here that answers through a pointer."""
+    value = ctypes.c_int(0)
+    _check(_libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "get child subreaper")
+    return value.value
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522

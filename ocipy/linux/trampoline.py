@@ -50,7 +50,6 @@ address. There is no build step: the bytes are the source.
 
 import fcntl
 import os
-import platform
 import struct
 
 _BASE = 0x400000
@@ -251,7 +250,7 @@ def open_waiter(fifo_fd: int, seccomp: tuple[bytes, int] | None = None) -> int |
 
 
 def _is_x86_64() -> bool:
-    return platform.machine() in ("x86_64", "amd64")
+    return os.uname().machine in ("x86_64", "amd64")  # not `platform` (7 ms of imports)
 
 
 def _sealed_memfd(name: str, image: bytes) -> int:

@@ -1,15 +1,14 @@
 """ocipy.spec: typed views over the engines' configs and the spec's examples."""
 
-import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from ocipy.record import Record
 from ocipy.spec import (
-    Capabilities, Device, Hook, IDMapping, IOPriority, Linux, Mount, Namespace, Process, Rlimit, Root, Spec,
-    User,
+    Capabilities, Device, Hook, IDMapping, IOPriority, Linux, Mount, Namespace, Process, Rlimit, Root, Spec, User,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +49,7 @@ def test_snake_rule():
 
 def assert_mirrors(view, data, where="spec"):
     """Every JSON key of a typed object is an attribute named by the rule, holding the same data."""
-    assert dataclasses.is_dataclass(view), where
+    assert isinstance(view, Record), where
     for key, value in data.items():
         name = snake(key)
         if key in ("windows", "solaris", "vm", "zos", "freebsd") and where == "spec":
@@ -202,3 +201,35 @@ def test_less_common_objects():
     assert spec.linux.memory_policy.flags == []
     assert spec.linux.personality.flags == []
     assert spec.root is None
+
+
+def test_records_behave_as_the_dataclasses_they_replace():
+    a = Mount("/x", "tmpfs")
+    assert a == Mount(destination="/x", type="tmpfs", source=None, options=[])
+    assert a.options == [] and a.options is not Mount("/y").options  # a fresh default each time
+    assert repr(a) == "Mount(destination='/x', type='tmpfs', source=None, options=[], uid_mappings=[], gid_mappings=[])"
+    assert Root("r") != Namespace("r") and Namespace("net") != ("net", None)
+    with pytest.raises(TypeError):
+        hash(a)  # mutable, so unhashable
+    a.source = "tmpfs"
+    assert a._replace(type=None) == Mount("/x", None, "tmpfs") and a.type == "tmpfs"
+    for bad in (lambda: Mount(), lambda: Mount("/x", destination="/y"), lambda: Mount("/x", bogus=1),
+                lambda: Namespace("a", "b", "c")):
+        with pytest.raises(TypeError):
+            bad()
+    spec = Spec.from_dict({"ociVersion": "1.3.0"})
+    assert "raw=" not in repr(spec) and spec.raw == {"ociVersion": "1.3.0"}
+
+
+def test_frozen_and_tuple_records():
+    from ocipy.linux.cgroups.resources import Write
+    from ocipy.linux.devices import DeviceNode
+
+    node = DeviceNode("/dev/null", "c", 1, 3)
+    with pytest.raises(AttributeError):
+        node.major = 2
+    assert hash(node) == hash(DeviceNode("/dev/null", "c", 1, 3)) and node._replace(minor=5).minor == 5
+    w = Write("cpu", "cpu.shares", "2", "f")
+    assert w == ("cpu", "cpu.shares", "2", "f", False, None, False) and w.field == "f" and w[1] == "cpu.shares"
+    assert sorted([w._replace(controller="z"), w])[0] is w
+    assert repr(w) == "Write(controller='cpu', filename='cpu.shares', value='2', field='f', optional=False, fallback=None, verify=False)"

@@ -140,9 +140,9 @@ class Waiter:
                     os.setresgid(uid, uid, uid)
                     os.setresuid(uid, uid, uid)
                 if nnp:
-                    import prctl
+                    from ocipy.linux import syscalls
 
-                    prctl.set_no_new_privs(True)
+                    syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
                 if preload is not None:
                     from ocipy.linux import seccomp
 

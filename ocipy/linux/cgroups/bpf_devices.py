@@ -26,7 +26,6 @@ place that talks to bpf(2), which syscalls.py does not wrap.
 from __future__ import annotations
 
 import os
-import platform
 import struct
 
 from .devices_rules import (  # noqa: F401  (re-exported: the program is built from this state)
@@ -129,9 +128,10 @@ def _bpf(cmd: int, attr: bytes, out=None) -> int:
     """bpf(cmd, attr); `out`, a ctypes buffer of _ATTR_SIZE, receives the attr the kernel wrote back."""
     import ctypes
 
-    nr = _SYS_BPF.get(platform.machine())
+    machine = os.uname().machine  # platform.machine(), without importing platform
+    nr = _SYS_BPF.get(machine)
     if nr is None:
-        raise OSError(0, f"bpf(2) syscall number unknown for {platform.machine()}")
+        raise OSError(0, f"bpf(2) syscall number unknown for {machine}")
     libc = ctypes.CDLL(None, use_errno=True)
     buf = out if out is not None else ctypes.create_string_buffer(_ATTR_SIZE)
     ctypes.memmove(buf, attr, len(attr))

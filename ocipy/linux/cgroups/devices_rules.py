@@ -11,9 +11,8 @@ change (so `update` does not make a running container's /dev/null fail).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ocipy.errors import SetupError
+from ocipy.record import TupleRecord
 
 # access bits and device types as the kernel's bpf_cgroup_dev_ctx encodes them
 ACC_MKNOD, ACC_READ, ACC_WRITE = 1, 2, 4
@@ -23,7 +22,7 @@ _TYPE = {"b": DEV_BLOCK, "c": DEV_CHAR}
 WILDCARD = -1
 
 
-class DeviceException(NamedTuple):
+class DeviceException(TupleRecord):
     type: str          # "b" or "c"
     major: int         # WILDCARD for any
     minor: int         # WILDCARD for any

@@ -21,9 +21,9 @@ import errno
 import os
 import posixpath
 import time
-from typing import NamedTuple
 
 from ocipy.errors import SetupError
+from ocipy.record import TupleRecord
 
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
@@ -33,7 +33,7 @@ SELF_CGROUP = "/proc/self/cgroup"
 UNIFIED = "unified"
 
 
-class Hierarchy(NamedTuple):
+class Hierarchy(TupleRecord):
     """One mounted cgroup hierarchy.
 
     mountpoint: where it is mounted in our mount namespace.

@@ -26,14 +26,11 @@ Conversions to cgroup v2 (documented here because they are choices):
 
 from __future__ import annotations
 
-import math
-import re
-from typing import NamedTuple
-
 from ocipy.errors import SetupError
+from ocipy.record import TupleRecord
 
 
-class Write(NamedTuple):
+class Write(TupleRecord):
     """One write: `value` into `<dir of controller>/<filename>`.
 
     field: the JSON field it comes from, for error messages.
@@ -86,6 +83,8 @@ def cpu_shares_to_weight(shares: int) -> int:
         return 1
     if shares >= 262144:
         return 10000
+    import math  # cgroup v2 only (0.4 ms)
+
     l = math.log2(shares)
     exponent = (l * l + 125 * l) / 612.0 - 7.0 / 34.0
     return max(1, min(10000, math.ceil(10 ** exponent)))
@@ -113,11 +112,18 @@ def memory_swap_to_v2(swap: int, limit: int) -> int | None:
     return swap - limit
 
 
-_PAGE_SIZE_RE = re.compile(r"^([0-9]+)([KMGTP]?)B$")
+def _is_page_size(text: str) -> bool:
+    """`<digits>[KMGTP]B`: 2MB, 1GB, 64KB."""
+    number = text.removesuffix("B")
+    if number == text:
+        return False
+    if number.endswith(("K", "M", "G", "T", "P")):
+        number = number[:-1]
+    return number.isascii() and number.isdigit()
 
 
 def check_page_size(page_size: str, field: str) -> str:
-    if not isinstance(page_size, str) or not _PAGE_SIZE_RE.match(page_size):
+    if not isinstance(page_size, str) or not _is_page_size(page_size):
         raise SetupError(f"{field}: invalid hugepage size {page_size!r} (expected e.g. 2MB, 1GB, 64KB)")
     return page_size
 
