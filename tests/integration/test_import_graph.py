@@ -9,7 +9,6 @@ this test keeps the import graph from growing back.
 """
 
 import ast
-import os
 import subprocess
 import sys
 

@@ -49,6 +49,16 @@ def test_parse_signal_rejects_unknown():
         parse_signal("SIGFOO")
 
 
+@pytest.mark.parametrize("text", ["SIG_DFL", "SIG_BLOCK", "SIG", "", "RTMIN+1"])
+def test_parse_signal_rejects_what_is_not_a_signal_name(text):
+    with pytest.raises(OcipyError, match="unknown signal"):
+        parse_signal(text)
+
+
+def test_parse_signal_knows_every_signal_the_signal_module_names():
+    assert all(parse_signal(sig.name) == sig.value for sig in signal.Signals)
+
+
 @pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x\n"])
 def test_invalid_ids(cid):
     with pytest.raises(OcipyError):
