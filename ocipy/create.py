@@ -19,7 +19,7 @@ from . import logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .hooks import run_hooks
 from .init import InitContext, stage1
-from .linux import cgroups, device_rules, idmap, namespaces, syscalls
+from .linux import cgroups, device_rules, idmap, namespaces, syscalls, warm_migration
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit
 from .sync import Channel, ChildError
 
@@ -33,13 +33,23 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def create_container(
+def create_container(store: StateStore, container_id: str, bundle: str, **options) -> ContainerState:
+    """Create the container; its pid 1 waits for `start`. Options: pid_file, console_socket (a
+    socket path or a connected socket object), no_pivot, no_new_keyring, preserve_fds, cgroup_driver."""
+    warm_migration.begin()  # stage 1 joins the cgroup: see linux/warm_migration.py
+    try:
+        return _create(store, container_id, bundle, **options)
+    finally:
+        warm_migration.end()
+
+
+def _create(
     store: StateStore,
     container_id: str,
     bundle: str,
     *,
     pid_file: str | None = None,
-    console_socket=None,  # a socket path, or a connected socket object
+    console_socket=None,
     no_pivot: bool = False,
     no_new_keyring: bool = False,
     preserve_fds: int = 0,
@@ -176,6 +186,7 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
         elif kind == "pid":
             pid = msg["pid"]
             os.waitpid(stage1_pid, 0)  # stage 1 has done its part
+            warm_migration.end()
             # Limits apply once pid 1 is in the cgroup and before it does anything (as runc):
             # a pids.limit of 0 is a real limit, and would stop us forking pid 1 at all.
             ctx.cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))

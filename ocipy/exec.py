@@ -142,7 +142,20 @@ def exec_in_container(
     ignore_paused: bool = False,
 ) -> int:
     """Start `process` in the container; in the foreground wait and return its exit code."""
+    from .linux import warm_migration
+
+    warm_migration.begin()  # stage 1 joins the container's cgroup: see linux/warm_migration.py
+    try:
+        return _exec(container, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
+                     preserve_fds=preserve_fds, ignore_paused=ignore_paused)
+    finally:
+        warm_migration.end()
+
+
+def _exec(container, process: dict, *, detach: bool, pid_file: str | None, console_socket, preserve_fds: int,
+          ignore_paused: bool) -> int:
     from .create import write_pid_file
+    from .linux import warm_migration
     from .init import ExecContext, exec_stage1
     from .spec import Process
 
@@ -201,6 +214,7 @@ def exec_in_container(
         if console_sock is not None:
             console_sock.close()
         pid = _converse(parent_ch, stage1_pid, state, seccomp)
+        warm_migration.end()
         if pid_file:
             write_pid_file(pid_file, pid)
         if detach:

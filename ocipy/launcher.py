@@ -50,8 +50,8 @@ def render(python: str, paths: list[str]) -> str:
         "# caller's PYTHON* variables and user site (-I); these are the paths site would add.\n"
         "import sys\n"
         f"sys.path += {paths!r}\n"
-        "from ocipy.main import main\n"
-        "main()\n"
+        "from ocipy.main import launch\n"
+        "launch()\n"
     )
 
 

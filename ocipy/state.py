@@ -8,7 +8,6 @@ Status is derived from facts, never trusted from a stored word:
 """
 
 import errno
-import fcntl
 import os
 import time
 
@@ -98,12 +97,28 @@ class ContainerState:
             return "stopped"
         if os.path.exists(self.fifo_path):
             return "created"
+        return "paused" if self._frozen() else "running"
+
+    def _frozen(self) -> bool:
+        """One read of the file the cgroup manager named at create time (its `freeze_probe`):
+        `state` and `list` need not import the managers (state.json written before the probe
+        was recorded asks the manager)."""
+        cgroup = self.data.get("cgroup")
+        if not cgroup:
+            return False
+        if "freeze_probe" not in cgroup:
+            try:
+                return self.cgroup().is_frozen()
+            except OSError:
+                return False
+        if cgroup["freeze_probe"] is None:
+            return False
+        path, frozen = cgroup["freeze_probe"]
         try:
-            if self.data.get("cgroup") and self.cgroup().is_frozen():
-                return "paused"
+            with open(path) as f:
+                return f.read().strip() in frozen
         except OSError:
-            pass
-        return "running"
+            return False
 
     def oci_state(self) -> dict:
         """The runtime-spec state, in runc's field order (engines parse it)."""
@@ -198,6 +213,8 @@ class StateStore:
             fd = os.open(self.path(container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
+        import fcntl  # here: `state` and `list` take no lock
+
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 

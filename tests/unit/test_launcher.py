@@ -13,7 +13,7 @@ def test_render_runs_the_interpreter_isolated_and_without_site():
     lines = text.splitlines()
     assert lines[0] == "#!/opt/venv/bin/python -IS"  # one argument: Linux passes the rest of the line as one
     assert "sys.path += ['/src', '/opt/venv/lib/python3.11/site-packages']" in lines
-    assert lines[-2:] == ["from ocipy.main import main", "main()"]
+    assert lines[-2:] == ["from ocipy.main import launch", "launch()"]
     with pytest.raises(ValueError):
         launcher.render("/path with space/python", [])
 

@@ -418,8 +418,20 @@ class CgroupManager:
     def thaw(self) -> None:
         raise NotImplementedError
 
-    def is_frozen(self) -> bool:
+    def freeze_probe(self) -> list | None:
+        """[file, [contents meaning frozen]]: how to tell from one read that the cgroup is frozen
+        (or is being frozen); None when there is no freezer. Recorded in the container's state,
+        so that `state` and `list` tell a paused container without importing the managers."""
         raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        probe = self.freeze_probe()
+        if probe is None:
+            return False
+        try:
+            return read_file(probe[0]).strip() in probe[1]
+        except OSError:
+            return False
 
     def kill_all(self, sig: int) -> None:
         raise NotImplementedError
@@ -457,6 +469,7 @@ class CgroupManager:
             "cgroups_path": self.cgroups_path,
             "paths": dict(self.paths),
             "created": list(self.created),
+            "freeze_probe": self.freeze_probe(),
         }
 
     def _restore(self, data: dict) -> None:
@@ -501,8 +514,8 @@ class DisabledManager(CgroupManager):
     def thaw(self) -> None:
         pass
 
-    def is_frozen(self) -> bool:
-        return False
+    def freeze_probe(self) -> list | None:
+        return None
 
     def kill_all(self, sig: int) -> None:
         pass

@@ -230,15 +230,10 @@ class V1Manager(CgroupManager):
         except OSError as e:
             raise SetupError(f"cannot thaw cgroup: {path}: {os.strerror(e.errno)}") from e
 
-    def is_frozen(self) -> bool:
+    def freeze_probe(self) -> list | None:
         d = self.paths.get("freezer")
-        if d is None:
-            return False
-        try:
-            # FREEZING counts: the freeze was asked for (runc reports such a container paused too)
-            return read_file(os.path.join(d, "freezer.state")).strip() in ("FROZEN", "FREEZING")
-        except OSError:
-            return False
+        # FREEZING counts: the freeze was asked for (runc reports such a container paused too)
+        return None if d is None else [os.path.join(d, "freezer.state"), ["FROZEN", "FREEZING"]]
 
     def kill_all(self, sig: int) -> None:
         """Signal every process; freeze around it so nothing forks out of reach (runc does the same)."""

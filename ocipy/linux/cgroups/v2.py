@@ -223,11 +223,8 @@ class V2Manager(CgroupManager):
     def thaw(self) -> None:
         self._set_freeze("0")
 
-    def is_frozen(self) -> bool:
-        try:
-            return read_file(os.path.join(self.path, "cgroup.freeze")).strip() == "1"
-        except OSError:
-            return False
+    def freeze_probe(self) -> list | None:
+        return [os.path.join(self.path, "cgroup.freeze"), ["1"]]
 
     def kill_all(self, sig: int) -> None:
         if sig == SIGKILL and os.path.exists(os.path.join(self.path, "cgroup.kill")):
