@@ -70,7 +70,6 @@ class Container:
     # --- start ---------------------------------------------------------------------
     def start(self) -> None:
         from .errors import HookError
-        from .hooks import run_hooks
 
         store = self.runtime.store
         lock = store.lock(self.id)
@@ -89,8 +88,13 @@ class Container:
             raise
         finally:
             os.close(lock)
+        poststart = self._hooks("poststart")
+        if not poststart:
+            return
+        from .hooks import run_hooks
+
         try:
-            run_hooks(self._hooks("poststart"), self._state.hook_state("running"), kind="poststart", cwd=self._state.data["bundle"])
+            run_hooks(poststart, self._state.hook_state("running"), kind="poststart", cwd=self._state.data["bundle"])
         except HookError:
             self._stop_after_failed_hook()
             raise
@@ -106,12 +110,15 @@ class Container:
     def _run_poststop(self) -> None:
         if self._state.data.get("poststop_done"):
             return
+        self._state.data["poststop_done"] = True
+        self._state.save()
+        poststop = self._hooks("poststop")
+        if not poststop:
+            return
         from . import logs
         from .hooks import run_hooks_warn
 
-        self._state.data["poststop_done"] = True
-        self._state.save()
-        run_hooks_warn(self._hooks("poststop"), self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
+        run_hooks_warn(poststop, self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
 
     def _release_init(self) -> None:
         """Open exec.fifo for reading: pid 1, blocked opening it, runs the startContainer hooks
