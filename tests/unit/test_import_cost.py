@@ -11,15 +11,14 @@ import os
 import subprocess
 import sys
 
-import prctl
 import pytest
 
 import ocipy
 from ocipy import defaults
 from shared_paths import CORPUS  # noqa: E402
 
-# Must not be imported by these modules on the common create path. prctl (~1 ms) is not
-# heavy, but syscalls.prctl does all they need.
+# Must not be imported by these modules on the common create path (python-prctl and pyseccomp
+# are no longer dependencies: syscalls.prctl and linux/seccomp.py's libseccomp calls replace them).
 HEAVY = (
     "json", "re", "enum", "signal", "typing", "dataclasses", "pathlib", "subprocess", "socket", "platform",
     "shutil", "hashlib", "inspect", "tempfile", "collections", "functools", "ipaddress", "urllib",
@@ -59,7 +58,9 @@ b.recv()
 
 def _fresh(code: str) -> str:
     """stdout of `code` in a fresh `python -I -S` that finds ocipy and its dependencies."""
-    paths = [os.path.dirname(os.path.dirname(ocipy.__file__)), os.path.dirname(prctl.__file__)]
+    from ocipy.launcher import module_roots
+
+    paths = module_roots()
     prelude = f"import sys; sys.path[:0] = {paths!r}\n"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
