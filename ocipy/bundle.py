@@ -21,7 +21,7 @@ from ocipy.schema import pointer as _ptr
 from ocipy.schema import show as _show
 
 __all__ = [
-    "load_config", "read_config", "validate_config", "validate_process",
+    "load_config", "validate_config", "validate_process",
     "require_process", "load_spec", "validate_state", "validate_features", "validate_resources",
     "schema_problems",
 ]
@@ -69,11 +69,6 @@ RESOURCES_SCHEMA = "defs-linux.json#/$defs/Resources"
 # Loading
 
 
-def load_config(bundle: str) -> dict:
-    """Read `<bundle>/config.json`; ConfigError if it is missing, unreadable or not JSON."""
-    return read_config(bundle)[1]
-
-
 def _config_path(bundle: str) -> str:
     """`<bundle>/config.json`, spelled as pathlib spells it (no `.` parts, no doubled slashes):
     the path appears in error messages."""
@@ -88,8 +83,8 @@ def _config_path(bundle: str) -> str:
     return root + "/".join(parts + ["config.json"])
 
 
-def read_config(bundle: str) -> tuple[str, dict]:
-    """The text of `<bundle>/config.json` and its parsed value."""
+def load_config(bundle: str) -> dict:
+    """Read `<bundle>/config.json`; ConfigError if it is missing, unreadable or not JSON."""
     path = _config_path(bundle)
     try:
         with open(path, encoding="utf-8") as f:
@@ -99,7 +94,7 @@ def read_config(bundle: str) -> tuple[str, dict]:
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise ConfigError(f"config.json: cannot read {path}: {reason}") from None
-    return text, _parse_json(text, "config.json")
+    return _parse_json(text, "config.json")
 
 
 def _parse_json(text: str, source: str) -> object:

@@ -11,7 +11,7 @@ import os
 
 from . import jsonfast
 from .errors import OcipyError
-from .linux import syscalls
+from .linux import syscalls, warm_migration
 from .sync import Channel, ChildError
 
 
@@ -142,8 +142,6 @@ def exec_in_container(
     ignore_paused: bool = False,
 ) -> int:
     """Start `process` in the container; in the foreground wait and return its exit code."""
-    from .linux import warm_migration
-
     warm_migration.begin()  # stage 1 joins the container's cgroup: see linux/warm_migration.py
     try:
         return _exec(container, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
@@ -155,7 +153,6 @@ def exec_in_container(
 def _exec(container, process: dict, *, detach: bool, pid_file: str | None, console_socket, preserve_fds: int,
           ignore_paused: bool) -> int:
     from .create import write_pid_file
-    from .linux import warm_migration
     from .init import ExecContext, exec_stage1
     from .spec import Process
 
