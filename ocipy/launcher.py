@@ -7,7 +7,8 @@ That costs ~10 ms on every command, more than `ocipy state` does itself, and
 engines call the runtime constantly. The launcher written here starts the
 interpreter with `-I -S` (isolated from the caller's environment, no `site`)
 and puts on sys.path exactly the directories that hold ocipy and its
-dependencies, found now, at install time:
+dependencies, found now, at install time. It names the interpreter binary the
+venv was made from, not the venv's `python`, which reads pyvenv.cfg on every start:
 
     python -m ocipy.launcher [PATH]      (default: the `ocipy` beside this python)
 
@@ -40,6 +41,14 @@ def module_roots(names=RUNTIME_MODULES) -> list[str]:
     return roots
 
 
+def base_interpreter() -> str:
+    """The interpreter binary itself rather than a venv's `python`: that one reads pyvenv.cfg
+    and searches for its prefix at every start (~0.5 ms here), which `-I -S` with explicit
+    paths does not need. The venv shares the binary and the standard library with it."""
+    real = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    return real if os.access(real, os.X_OK) else sys.executable
+
+
 def render(python: str, paths: list[str]) -> str:
     """Pure: the text of the launcher for interpreter `python` and sys.path additions `paths`."""
     if " " in python or len(python) > 200:
@@ -56,7 +65,7 @@ def render(python: str, paths: list[str]) -> str:
 
 
 def install(dest: str, python: str | None = None) -> None:
-    text = render(python or sys.executable, module_roots())
+    text = render(python or base_interpreter(), module_roots())
     tmp = dest + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

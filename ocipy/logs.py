@@ -6,7 +6,7 @@ time. An error is also printed to stderr, unless stderr is gone (podman closes
 it for `state`): a failed write must never crash the command.
 """
 
-import os
+import posix  # not os, for the hot commands (see main.py)
 import sys
 import time
 
@@ -29,11 +29,11 @@ class Logger:
         else:
             line = f'time="{stamp}" level={level} msg="{msg}"\n'
         # O_APPEND so that every operation of a container shares one file safely.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = posix.open(self.path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, line.encode())
+            posix.write(fd, line.encode())
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def log(self, level: str, msg: str) -> None:
         if _LEVELS[level] < self.threshold:

@@ -12,12 +12,11 @@ one process can be driven by another (`ocipy start` is a fresh interpreter).
 The hot paths (state, start, kill, delete, list) import no schema or netlink code.
 """
 
-import errno
-import os
+import posix  # not os: see main.py
 import _signal  # the C module behind `signal`: the same numbers without its enums (4 ms)
 
 from .errors import ContainerNotFound, InvalidState, OcipyError
-from .state import ContainerState, StateStore, remove_quietly, wait_exit
+from .state import ContainerState, StateStore, absolute_path, remove_quietly, wait_exit
 
 DEFAULT_ROOT = "/run/ocipy"
 
@@ -87,7 +86,7 @@ class Container:
             self._stop_after_failed_hook()
             raise
         finally:
-            os.close(lock)
+            posix.close(lock)
         poststart = self._hooks("poststart")
         if not poststart:
             return
@@ -127,11 +126,11 @@ class Container:
 
         from .errors import HookError
 
-        fd = os.open(self._state.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(self._state.fifo_path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
         try:
-            pidfd = os.pidfd_open(self.pid)
+            pidfd = posix.pidfd_open(self.pid)
         except ProcessLookupError:
-            os.close(fd)
+            posix.close(fd)
             raise InvalidState("cannot start a container that has stopped") from None
         try:
             # Linux reports no POLLHUP on a fifo no writer has opened yet, so this waits
@@ -140,10 +139,10 @@ class Container:
             poller.register(fd, select.POLLIN)
             poller.register(pidfd, select.POLLIN)
             ready = dict(poller.poll())
-            answer = os.read(fd, 4096) if fd in ready else b""
+            answer = posix.read(fd, 4096) if fd in ready else b""
         finally:
-            os.close(fd)
-            os.close(pidfd)
+            posix.close(fd)
+            posix.close(pidfd)
         if answer.startswith(b"0"):
             return
         if answer.startswith(b"1"):
@@ -164,7 +163,7 @@ class Container:
 
     def _kill_init(self, signum: int, strict: bool = False) -> None:
         try:
-            os.kill(self.pid, signum)
+            posix.kill(self.pid, signum)
         except ProcessLookupError:
             if strict:
                 raise InvalidState("container not running") from None
@@ -183,8 +182,11 @@ class Container:
             # a created one anyway; engines delete with --force, which kills it first.)
             if status != "stopped" and not force:
                 raise InvalidState(f"cannot delete container {self.id} that is not stopped: {status}")
-            cgroup = self._state.cgroup()
+            from .linux.cgroups import teardown  # not the managers: see teardown.py
+
+            recorded = self._state.data.get("cgroup")
             if status != "stopped":
+                cgroup = self._state.cgroup()
                 if status == "paused" or force:
                     cgroup.kill_all(_signal.SIGKILL)
                 self._kill_init(_signal.SIGKILL)
@@ -192,13 +194,14 @@ class Container:
                     cgroup.thaw()
                 if not wait_exit(self.pid, 10):
                     raise OcipyError(f"container {self.id}: init did not exit after SIGKILL")
-            elif force:
-                cgroup.kill_all(_signal.SIGKILL)
-            _destroy_cgroup(cgroup)
+            elif force and teardown.recorded_pids(recorded):
+                # processes the init left behind (a container sharing the host's pid namespace)
+                self._state.cgroup().kill_all(_signal.SIGKILL)
+            teardown.destroy_recorded(recorded)
             self._run_poststop()
             store.release(self.id)
         finally:
-            os.close(lock)
+            posix.close(lock)
 
     # --- exec --------------------------------------------------------------------------
     def exec(self, process: dict, **options) -> int:
@@ -241,29 +244,14 @@ class Container:
             linux["resources"] = merge(linux.get("resources"), resources)
             self._state.save()
         finally:
-            os.close(lock)
-
-
-def _destroy_cgroup(cgroup) -> None:
-    """Remove the container's cgroup; processes that are still exiting may hold it a moment."""
-    import time
-
-    for _ in range(50):
-        try:
-            cgroup.destroy()
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise
-            time.sleep(0.02)
-    cgroup.destroy()
+            posix.close(lock)
 
 
 class Runtime:
     """All containers under one state root."""
 
     def __init__(self, root: str = DEFAULT_ROOT, *, cgroup_manager: str = "cgroupfs"):
-        self.root = os.path.abspath(root)
+        self.root = absolute_path(root)
         self.store = StateStore(self.root)
         self.cgroup_manager = cgroup_manager
 

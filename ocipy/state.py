@@ -8,7 +8,7 @@ Status is derived from facts, never trusted from a stored word:
 """
 
 import errno
-import os
+import posix  # not os: the hot commands (state, start, kill, delete, list) never import it (see main.py)
 import time
 
 from . import jsonfast
@@ -23,6 +23,29 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 def validate_id(container_id: str) -> None:
     if not container_id or container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
         raise OcipyError(f"invalid container id format: {container_id!r}")
+
+
+def absolute_path(path: str) -> str:
+    """os.path.abspath without os: relative to the cwd, with "." and ".." resolved."""
+    if not path.startswith("/"):
+        path = posix.getcwd() + "/" + path
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def exists(path: str) -> bool:
+    """os.path.exists without os."""
+    try:
+        posix.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -43,7 +66,7 @@ def wait_exit(pid: int, timeout: float | None) -> bool:
     import select
 
     try:
-        fd = os.pidfd_open(pid)
+        fd = posix.pidfd_open(pid)
     except ProcessLookupError:
         return True
     try:
@@ -51,7 +74,7 @@ def wait_exit(pid: int, timeout: float | None) -> bool:
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def rfc3339_now() -> str:
@@ -69,11 +92,11 @@ class ContainerState:
 
     @property
     def dir(self) -> str:
-        return os.path.join(self.root, self.id)
+        return f"{self.root}/{self.id}"
 
     @property
     def fifo_path(self) -> str:
-        return os.path.join(self.dir, FIFO_NAME)
+        return f"{self.dir}/{FIFO_NAME}"
 
     @property
     def pid(self) -> int:
@@ -95,7 +118,7 @@ class ContainerState:
     def status(self) -> str:
         if not self.init_alive():
             return "stopped"
-        if os.path.exists(self.fifo_path):
+        if exists(self.fifo_path):
             return "created"
         return "paused" if self._frozen() else "running"
 
@@ -145,10 +168,10 @@ class ContainerState:
         return out
 
     def save(self) -> None:
-        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        tmp = f"{self.dir}/.{STATE_FILE}.tmp"
         with open(tmp, "w") as f:
             f.write(jsonfast.dumps(self.data))
-        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+        posix.rename(tmp, f"{self.dir}/{STATE_FILE}")
 
 
 class StateStore:
@@ -158,10 +181,12 @@ class StateStore:
         self.root = root
 
     def path(self, container_id: str) -> str:
-        return os.path.join(self.root, container_id)
+        return f"{self.root}/{container_id}"
 
     def reserve(self, container_id: str) -> str:
         """Create <root>/<id> exclusively: a second create of the same id fails."""
+        import os  # create's own path imports it anyway
+
         validate_id(container_id)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         path = self.path(container_id)
@@ -173,26 +198,12 @@ class StateStore:
 
     def release(self, container_id: str) -> None:
         """Remove <root>/<id> and whatever is in it (shutil costs `delete` 3 ms of imports)."""
-        top = self.path(container_id)
-        for parent, dirs, files in os.walk(top, topdown=False):
-            for name in files + dirs:
-                path = os.path.join(parent, name)
-                try:
-                    if name in dirs and not os.path.islink(path):
-                        os.rmdir(path)
-                    else:
-                        os.unlink(path)
-                except OSError:
-                    pass
-        try:
-            os.rmdir(top)
-        except OSError:
-            pass
+        _remove_tree(self.path(container_id))
 
     def load(self, container_id: str) -> ContainerState:
         validate_id(container_id)
         try:
-            with open(os.path.join(self.path(container_id), STATE_FILE)) as f:
+            with open(f"{self.path(container_id)}/{STATE_FILE}") as f:
                 data = jsonfast.loads(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
@@ -202,15 +213,15 @@ class StateStore:
 
     def ids(self) -> list[str]:
         try:
-            names = os.listdir(self.root)
+            names = posix.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
+        return sorted(n for n in names if exists(f"{self.root}/{n}/{STATE_FILE}"))
 
     def lock(self, container_id: str) -> int:
         """An exclusive flock on the container's directory, held until the fd is closed."""
         try:
-            fd = os.open(self.path(container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(self.path(container_id), posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
         import fcntl  # here: `state` and `list` take no lock
@@ -219,17 +230,37 @@ class StateStore:
         return fd
 
 
-def make_fifo(path: str) -> None:
-    old = os.umask(0)
+def _remove_tree(top: str) -> None:
+    """rm -rf, quietly, never following a symlink out of the tree."""
     try:
-        os.mkfifo(path, 0o622)
+        entries = list(posix.scandir(top))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                posix.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        posix.rmdir(top)
+    except OSError:
+        pass
+
+
+def make_fifo(path: str) -> None:
+    old = posix.umask(0)
+    try:
+        posix.mkfifo(path, 0o622)
     finally:
-        os.umask(old)
+        posix.umask(old)
 
 
 def remove_quietly(path: str) -> None:
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except OSError as e:
         if e.errno != errno.ENOENT:
             raise

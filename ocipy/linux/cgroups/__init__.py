@@ -17,26 +17,10 @@ Default cgroupsPath (unset in config.json): the container id relative to the
 caller's own cgroup, as runc does. Relative paths resolve under the caller's
 own cgroup in each hierarchy (/proc/self/cgroup).
 
-Imports only the stdlib and manager.py; v1/v2/bpf/stats load on demand.
+Imports nothing at first: manager.py, v1/v2/bpf/stats load on demand.
 """
 
-from __future__ import annotations
-
-import os
-
 from ocipy.errors import SetupError
-
-from .manager import (  # noqa: F401  (re-exported)
-    UNIFIED,
-    CgroupManager,
-    DisabledManager,
-    Hierarchy,
-    clean_path,
-    default_cgroups_path,
-    host_hierarchies,
-    parse_mountinfo,
-    parse_proc_cgroup,
-)
 
 DRIVERS = ("cgroupfs", "systemd", "disabled")
 
@@ -49,9 +33,24 @@ __all__ = [
     "systemd_running",
 ]
 
+# Re-exported from manager.py, which is imported on first use: `delete` imports only
+# this package and teardown.py.
+_FROM_MANAGER = ("UNIFIED", "CgroupManager", "DisabledManager", "Hierarchy", "clean_path", "default_cgroups_path",
+                 "host_hierarchies", "parse_mountinfo", "parse_proc_cgroup")
+
+
+def __getattr__(name: str):
+    if name in _FROM_MANAGER:
+        from . import manager
+
+        return getattr(manager, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def systemd_running() -> bool:
     """sd_booted(): systemd is pid 1 when /run/systemd/system exists."""
+    import os
+
     return os.path.isdir("/run/systemd/system")
 
 
@@ -63,14 +62,25 @@ def new_manager(
     root_pid: int | None = None,
     mountinfo: str | None = None,
     self_cgroup: str | None = None,
-) -> CgroupManager:
-    """A manager for container `container_id` at `cgroups_path` (None: runc's default, the id).
+):
+    """A CgroupManager for container `container_id` at `cgroups_path` (None: runc's default, the id).
 
     root_pid: accepted for interface stability; the paths are resolved from the
     caller's own cgroup, not from that process's.
     mountinfo / self_cgroup: the text of /proc/self/mountinfo and /proc/self/cgroup
     (tests pass fakes; None reads the real files).
     """
+    from .manager import (
+        DisabledManager,
+        clean_path,
+        default_cgroups_path,
+        host_hierarchies,
+        parse_mountinfo,
+        parse_proc_cgroup,
+        resolve_v1_paths,
+        resolve_v2_path,
+    )
+
     if driver not in DRIVERS:
         raise SetupError(f"unknown cgroup driver {driver!r} (expected one of {', '.join(DRIVERS)})")
     if driver == "disabled":
@@ -99,8 +109,6 @@ def new_manager(
             self_cgroup = ""
     own = parse_proc_cgroup(self_cgroup)
 
-    from .manager import resolve_v1_paths, resolve_v2_path
-
     if any(h.version == 1 for h in hierarchies):
         from .v1 import V1Manager
 
@@ -116,8 +124,10 @@ def new_manager(
                      "/proc/self/mountinfo)")
 
 
-def manager_from_state(data: dict | None) -> CgroupManager:
-    """Rebuild the manager recorded by `to_state()` (no host discovery, so it is cheap and stable)."""
+def manager_from_state(data: dict | None):
+    """Rebuild the CgroupManager recorded by `to_state()` (no host discovery, so it is cheap and stable)."""
+    from .manager import DisabledManager
+
     data = data or {}
     version = data.get("version", 0)
     cid = data.get("container_id", "")

@@ -17,13 +17,13 @@ Path rules (config-linux.md, "Cgroups Path"):
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
-import time
 
 from ocipy.errors import SetupError
 from ocipy.record import TupleRecord
+
+from .teardown import pids_below
 
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
@@ -217,14 +217,6 @@ def read_file(path: str) -> str:
         return f.read()
 
 
-def read_pids_file(path: str) -> list[int]:
-    try:
-        with open(path) as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
 def write_file(path: str, value: str) -> None:
     """One write(2) of value to a cgroup file (cgroup files want a single write per value)."""
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
@@ -264,87 +256,9 @@ def makedirs_tracked(path: str) -> list[str]:
     return created
 
 
-def has_subdirs(path: str) -> bool:
-    try:
-        with os.scandir(path) as it:
-            return any(e.is_dir(follow_symlinks=False) for e in it)
-    except OSError:
-        return False
-
-
-def rmdir_retry(path: str, timeout: float = 2.0) -> None:
-    """rmdir a cgroup; retry on EBUSY while its last processes finish exiting.
-
-    A cgroup that still has child cgroups is left in place (another container may
-    live under an intermediate directory we created). Missing is fine.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
-                if has_subdirs(path):
-                    return
-                if time.monotonic() < deadline:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
-                    continue
-                raise SetupError(f"cannot remove cgroup {path}: {os.strerror(e.errno)} "
-                                 f"(processes still in it: {read_pids_file(os.path.join(path, 'cgroup.procs'))})"
-                                 ) from e
-            raise SetupError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}") from e
-
-
-def remove_tree(path: str, timeout: float = 2.0) -> None:
-    """rmdir a container's own cgroup and the sub-cgroups made inside it (cgroupns, nested
-    systemd), deepest first; retry on EBUSY while processes finish exiting."""
-    subdirs = []
-    for dirpath, dirnames, _ in os.walk(path):
-        subdirs.extend(os.path.join(dirpath, d) for d in dirnames)
-    for d in sorted(subdirs, key=lambda p: p.count("/"), reverse=True):
-        rmdir_retry(d, timeout)
-    rmdir_retry(path, timeout)
-
-
-def destroy_created(created: list[str], leaves: set[str], timeout: float = 2.0) -> list[str]:
-    """Remove the directories create() made, deepest first: a leaf (the container's own
-    cgroup) with everything below it, an intermediate directory only when it is empty.
-    One time budget covers every hierarchy. Returns what is still there; raises
-    SetupError listing the failures."""
-    errors = []
-    deadline = time.monotonic() + timeout
-    for d in sorted(created, key=lambda p: p.count("/"), reverse=True):
-        left = max(0.0, deadline - time.monotonic())
-        try:
-            if d in leaves:
-                remove_tree(d, left)
-            else:
-                rmdir_retry(d, left)
-        except SetupError as e:
-            errors.append(str(e))
-    left = [d for d in created if os.path.isdir(d)]
-    if errors:
-        raise SetupError("; ".join(errors))
-    return left
-
-
 def walk_pids(path: str) -> list[int]:
     """Every pid in cgroup `path` and its descendants (cgroup.procs of each)."""
-    result: list[int] = []
-    for dirpath, dirnames, _ in os.walk(path):
-        result.extend(read_pids_file(os.path.join(dirpath, "cgroup.procs")))
-    seen = set()
-    out = []
-    for p in result:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
+    return pids_below(path)
 
 
 def perform_write(directory: str, w) -> None:

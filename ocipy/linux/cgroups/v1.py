@@ -19,13 +19,13 @@ from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
-    destroy_created,
     makedirs_tracked,
     perform_write,
     read_file,
     walk_pids,
     write_file,
 )
+from .teardown import destroy_created
 
 # Where to read the container's processes from, best first.
 _PROCS_ORDER = ("pids", "freezer", "devices", "memory", "cpu", "cpuacct", "cpuset", "blkio", "name=systemd")

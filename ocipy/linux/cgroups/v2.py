@@ -21,13 +21,13 @@ from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
-    destroy_created,
     makedirs_tracked,
     perform_write,
     read_file,
     walk_pids,
     write_file,
 )
+from .teardown import destroy_created
 
 
 DELEGATE_FILE = "/sys/kernel/cgroup/delegate"
