@@ -17,7 +17,6 @@ from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 
 from . import bundle as bundle_mod
 from . import logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
-from .hooks import run_hooks
 from .init import InitContext, stage1
 from .linux import cgroups, device_rules, idmap, namespaces, syscalls, warm_migration
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit
@@ -86,7 +85,6 @@ def _create(
     fifo_fd = None
     try:
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
-        cgroup.create()
         fifo = os.path.join(state_dir, "exec.fifo")
         make_fifo(fifo)
         fifo_fd = os.open(fifo, syscalls.O_PATH | os.O_CLOEXEC)
@@ -111,6 +109,9 @@ def _create(
             no_new_keyring=no_new_keyring,
             annotations=spec.annotations,
         )
+        # Last before the fork: the first cgroup operation waits for the migration lock that
+        # warm_migration has been warming (up to ~20 ms), so everything else is done by then.
+        cgroup.create()
         stage1_pid = os.fork()
         if stage1_pid == 0:
             parent_ch.close()
@@ -201,6 +202,8 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
                 state["annotations"] = spec.annotations
             hooks = spec.hooks
             if hooks:
+                from .hooks import run_hooks
+
                 run_hooks(hooks.prestart, state, kind="prestart", cwd=ctx.bundle)
                 run_hooks(hooks.create_runtime, state, kind="createRuntime", cwd=ctx.bundle)
             ch.send({"type": "hooks-done"})

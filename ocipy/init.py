@@ -22,14 +22,13 @@ from __future__ import annotations
 import os
 
 from .errors import HookError
-from .hooks import run_hooks
 from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls, trampoline
-from .linux import seccomp as seccomp_mod
 from .linux.capnames import CAPABILITIES
 from .sync import Channel
 
 # After pivot_root the host's files are out of reach: everything stage 2 runs must be
-# imported (and libseccomp loaded) before it pivots. Hence the imports above.
+# imported (and libseccomp loaded) before it pivots. Hence the imports above, and the two
+# that only some configs need (the hook runner, seccomp) done early in stage 2.
 
 
 class InitContext:
@@ -58,6 +57,23 @@ class InitContext:
 
 def _hooks(spec, kind: str) -> list:
     return list(getattr(spec.hooks, kind, None) or []) if spec.hooks else []
+
+
+def _hook_runner(spec):
+    """hooks.run_hooks for a config with hooks (None without), imported while the host's
+    files are still reachable: startContainer hooks run after pivot_root."""
+    if not spec.hooks:
+        return None
+    from .hooks import run_hooks
+
+    return run_hooks
+
+
+def _load_filter(prepared) -> int | None:
+    """Load a prepared seccomp filter; its module was imported where it was prepared."""
+    from .linux.seccomp import load_prepared
+
+    return load_prepared(prepared)
 
 
 def _fail_channel(channel: Channel, exc: BaseException) -> None:
@@ -135,6 +151,7 @@ def _setup_and_exec(ctx: InitContext) -> None:
     spec, linux, proc = ctx.spec, ctx.spec.linux, ctx.spec.process
     plan = ctx.ns_plan
     ch = ctx.channel
+    run_hooks = _hook_runner(spec)
     ch.expect("go")
 
     os.setsid()
@@ -178,10 +195,15 @@ def _setup_and_exec(ctx: InitContext) -> None:
     state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": os.getpid(), "bundle": ctx.bundle}
     if ctx.annotations:
         state["annotations"] = ctx.annotations
-    run_hooks(_hooks(spec, "create_container"), state, kind="createContainer", cwd=ctx.bundle)
+    if run_hooks:
+        run_hooks(_hooks(spec, "create_container"), state, kind="createContainer", cwd=ctx.bundle)
 
     seccomp = linux.seccomp if linux else None
-    seccomp_filter = seccomp_mod.prepare(seccomp) if seccomp else None
+    seccomp_filter = None
+    if seccomp:
+        from .linux import seccomp as seccomp_mod  # only a config with a profile loads libseccomp
+
+        seccomp_filter = seccomp_mod.prepare(seccomp)
 
     rootfs.pivot(ctx.rootfs, no_pivot=ctx.no_pivot)
     if spec.hostname is not None and plan.is_new("uts"):
@@ -221,7 +243,8 @@ def _setup_and_exec(ctx: InitContext) -> None:
     if ctx.annotations:
         start_state["annotations"] = ctx.annotations
     try:
-        run_hooks(start_hooks, start_state, kind="startContainer")
+        if start_hooks:  # without them, the waiter only declined (see trampoline.open_waiter)
+            run_hooks(start_hooks, start_state, kind="startContainer")
     except Exception as e:  # noqa: BLE001 - reported to `start` through the fifo
         os.write(fd, b"1" + str(e).encode()[:3000])
         os._exit(1)
@@ -273,7 +296,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
         pass
     notify_fd = None
     if seccomp_filter and not proc.no_new_privileges:
-        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        notify_fd = _load_filter(seccomp_filter)
         seccomp_filter = None
     _apply_user_and_capabilities(proc, setgroups_allowed=_setgroups_allowed())
     if proc.no_new_privileges:
@@ -283,7 +306,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     executable = process.find_executable(proc.args[0], env)
     if seccomp_filter and _notify_seccomp(seccomp):
         # The notify fd must reach the listener through the parent, which waits for "ready".
-        notify_fd = seccomp_mod.load_prepared(seccomp_filter)
+        notify_fd = _load_filter(seccomp_filter)
         seccomp_filter = None
     process.reset_signals()
     process.close_stray_fds(keep_fds, also_keep=also_keep)
@@ -304,7 +327,7 @@ def execute(launch: Launch) -> None:
             os.write(2, f"exec: cannot wait for start: {os.strerror(e.errno).lower()}\n".encode())
             os._exit(1)
     if launch.seccomp_filter:
-        seccomp_mod.load_prepared(launch.seccomp_filter)
+        _load_filter(launch.seccomp_filter)
     try:
         if launch.trampoline_fd is not None:
             os.execve(launch.trampoline_fd, [launch.executable, *launch.args], launch.env)

@@ -109,11 +109,11 @@ class Container:
     def _run_poststop(self) -> None:
         if self._state.data.get("poststop_done"):
             return
-        self._state.data["poststop_done"] = True
-        self._state.save()
         poststop = self._hooks("poststop")
         if not poststop:
-            return
+            return  # nothing that could run twice: no need to record it
+        self._state.data["poststop_done"] = True
+        self._state.save()
         from . import logs
         from .hooks import run_hooks_warn
 

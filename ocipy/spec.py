@@ -242,6 +242,11 @@ class Hooks(Record):
     poststart: list[Hook] = factory(list)
     poststop: list[Hook] = factory(list)
 
+    def __bool__(self) -> bool:
+        """`if spec.hooks:` asks whether any hook is configured (create imports the runner only then)."""
+        return bool(self.prestart or self.create_runtime or self.create_container or self.start_container
+                    or self.poststart or self.poststop)
+
     @classmethod
     def from_dict(cls, d: dict) -> Hooks:
         def hooks(key: str) -> list[Hook]:

@@ -66,7 +66,10 @@ def fd_stat(fd: int) -> os.stat_result:
 
 
 def mnt_id(fd: int) -> int | None:
-    """The mount id an fd lives on (fdinfo), or None when the kernel does not say."""
+    """The mount id an fd lives on (statx, else fdinfo), or None when the kernel does not say."""
+    found = sc.mount_id(fd)
+    if found is not None:
+        return found
     try:
         with open(f"/proc/self/fdinfo/{fd}") as f:
             for line in f:

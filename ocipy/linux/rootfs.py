@@ -301,10 +301,10 @@ def _unescape(s: str) -> str:
 _CGROUP_V1_NON_CONTROLLERS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods", "nsdelegate")
 
 
-def _host_cgroup_layout() -> tuple[bool, dict[str, str]]:
+def _host_cgroup_layout(mounts: list[dict] | None = None) -> tuple[bool, dict[str, str]]:
     """(is_pure_v2, {hierarchy key: host dir of our own cgroup}) from this process's
     /proc/self/cgroup and mountinfo, for when the caller passes no cgroup_paths."""
-    mounts = _read_mountinfo()
+    mounts = _read_mountinfo() if mounts is None else mounts
     own: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -356,10 +356,10 @@ def normalize_cgroup_paths(cgroup_paths: dict[str, str], mounts: list[dict]) -> 
     return out
 
 
-def _is_pure_v2() -> bool:
+def _is_pure_v2(mounts: list[dict] | None = None) -> bool:
     """True when the host mounts only cgroup2 on /sys/fs/cgroup (the top mount wins)."""
     fstype = None
-    for m in _read_mountinfo():
+    for m in _read_mountinfo() if mounts is None else mounts:
         if m["mountpoint"] == "/sys/fs/cgroup":
             fstype = m["fstype"]
     return fstype == "cgroup2"
@@ -427,13 +427,14 @@ def _make_parent_unshared(rootfs: str) -> None:
         sc.mount(None, parent["mountpoint"], None, sc.MS_SLAVE)
 
 
-def _unshare_rootfs_mount(rootfs: str) -> None:
+def _unshare_rootfs_mount(rootfs: str, mounts: list[dict]) -> None:
     """pivot_root(".", ".") refuses a shared new root: make the rootfs bind private
     when (and only when) it is shared, so that with rootfsPropagation "slave" (and the
-    rslave default) the new root stays a slave of the host's mount."""
+    rslave default) the new root stays a slave of the host's mount. `mounts`: mountinfo
+    read after the bind."""
     real = os.path.realpath(rootfs)
     top = None
-    for m in _read_mountinfo():
+    for m in mounts:
         if m["mountpoint"] == real:
             top = m
     if top is None or any(o.startswith("shared:") for o in top["optional"]):
@@ -699,12 +700,15 @@ def _do_devpts_userns(root_fd: int, step: MountStep) -> None:
         _do_fs(root_fd, step, data=",".join(o for o in opts if not o.startswith("gid=")))
 
 
-def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_paths: dict[str, str] | None, in_userns: bool) -> None:
-    pure_v2 = _is_pure_v2()
+def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_paths: dict[str, str] | None, in_userns: bool,
+               host_mounts: list[dict]) -> None:
+    """`host_mounts`: mountinfo read once the rootfs was bound (the host's cgroup mounts
+    are what it is read for; nothing mounted in the rootfs since is one of them)."""
+    pure_v2 = _is_pure_v2(host_mounts)
     if cgroup_paths is None:
-        pure_v2, cgroup_paths = _host_cgroup_layout()
+        pure_v2, cgroup_paths = _host_cgroup_layout(host_mounts)
     elif not pure_v2:
-        cgroup_paths = normalize_cgroup_paths(cgroup_paths, _read_mountinfo())
+        cgroup_paths = normalize_cgroup_paths(cgroup_paths, host_mounts)
     flags = step.opts.flags
     if pure_v2:
         host_dir = cgroup_paths.get("") or cgroup_paths.get("unified") or "/sys/fs/cgroup"
@@ -796,6 +800,7 @@ def prepare(
     except ValueError as e:
         raise SetupError(str(e)) from None
     root_fd = None
+    mounts: list[dict] = []
     for step in steps:
         try:
             if isinstance(step, SetRootPropagation):
@@ -803,7 +808,8 @@ def prepare(
             elif isinstance(step, BindRootfs):
                 _make_parent_unshared(rootfs)
                 sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
-                _unshare_rootfs_mount(rootfs)
+                mounts = _read_mountinfo()
+                _unshare_rootfs_mount(rootfs, mounts)
                 root_fd = paths.open_root(rootfs)
             elif isinstance(step, MountStep):
                 if step.kind == "bind":
@@ -811,7 +817,8 @@ def prepare(
                 elif step.kind == "sysfs":
                     _do_sysfs(root_fd, step, in_userns=in_userns, new_netns=new_netns)
                 elif step.kind == "cgroup":
-                    _do_cgroup(root_fd, step, new_cgroupns=new_cgroupns, cgroup_paths=cgroup_paths, in_userns=in_userns)
+                    _do_cgroup(root_fd, step, new_cgroupns=new_cgroupns, cgroup_paths=cgroup_paths, in_userns=in_userns,
+                               host_mounts=mounts)
                 elif step.fstype == "devpts" and in_userns:
                     _do_devpts_userns(root_fd, step)
                 else:

@@ -233,3 +233,12 @@ def test_frozen_and_tuple_records():
     assert w == ("cpu", "cpu.shares", "2", "f", False, None, False) and w.field == "f" and w[1] == "cpu.shares"
     assert sorted([w._replace(controller="z"), w])[0] is w
     assert repr(w) == "Write(controller='cpu', filename='cpu.shares', value='2', field='f', optional=False, fallback=None, verify=False)"
+
+
+def test_hooks_are_false_unless_one_is_configured():
+    from ocipy.spec import Spec
+
+    base = {"ociVersion": "1.3.0", "root": {"path": "rootfs"}}
+    assert not Spec.from_dict(base).hooks
+    assert not Spec.from_dict({**base, "hooks": {"prestart": []}}).hooks
+    assert Spec.from_dict({**base, "hooks": {"poststop": [{"path": "/bin/true"}]}}).hooks

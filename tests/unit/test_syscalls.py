@@ -83,3 +83,18 @@ def test_mount_setattr_open_tree_move_mount():
         os.rmdir(a)
         os.rmdir(b)
         os.rmdir(top)
+
+
+def _fdinfo_mnt_id(fd):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+
+
+@pytest.mark.parametrize("path", ["/", "/proc", "/sys", "/dev"])
+def test_mount_id_from_statx_is_the_one_fdinfo_gives(path):
+    fd = os.open(path, sc.O_PATH | os.O_CLOEXEC)
+    try:
+        assert sc.mount_id(fd) == _fdinfo_mnt_id(fd)
+    finally:
+        os.close(fd)
+    assert sc.mount_id(10_000) is None  # not an fd: the caller falls back to fdinfo

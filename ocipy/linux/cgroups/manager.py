@@ -1,7 +1,9 @@
 """The CgroupManager interface, host discovery and cgroupsPath resolution.
 
-Everything here is stdlib-only and cheap to import: `state`, `kill` and `delete`
-rebuild a manager from the state file and must not pay for anything else.
+Everything here is stdlib-only and cheap to import: `kill --all`, `pause` and the
+`delete` of a running container rebuild a manager from the state file and must not
+pay for anything else (`state` and the `delete` of a stopped one need no manager:
+see state.py's freeze probe and teardown.py).
 
 Path rules (config-linux.md, "Cgroups Path"):
 - An absolute `cgroupsPath` is taken relative to each hierarchy's mount point.
