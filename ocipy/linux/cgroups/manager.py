@@ -25,8 +25,6 @@ import posixpath
 from ocipy.errors import SetupError
 from ocipy.record import TupleRecord
 
-from .teardown import pids_below
-
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
 
@@ -256,11 +254,6 @@ def makedirs_tracked(path: str) -> list[str]:
             if attempt == 4:
                 raise
     return created
-
-
-def walk_pids(path: str) -> list[int]:
-    """Every pid in cgroup `path` and its descendants (cgroup.procs of each)."""
-    return pids_below(path)
 
 
 def perform_write(directory: str, w) -> None:

@@ -22,10 +22,9 @@ from .manager import (
     makedirs_tracked,
     perform_write,
     read_file,
-    walk_pids,
     write_file,
 )
-from .teardown import destroy_created
+from .teardown import destroy_created, pids_below
 
 # Where to read the container's processes from, best first.
 _PROCS_ORDER = ("pids", "freezer", "devices", "memory", "cpu", "cpuacct", "cpuset", "blkio", "name=systemd")
@@ -195,7 +194,7 @@ class V1Manager(CgroupManager):
         d = self._procs_dir()
         if d is None or not os.path.isdir(d):
             return []
-        return walk_pids(d)
+        return pids_below(d)
 
     # --- freezer -----------------------------------------------------------------------------
 

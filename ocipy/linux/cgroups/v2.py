@@ -24,10 +24,9 @@ from .manager import (
     makedirs_tracked,
     perform_write,
     read_file,
-    walk_pids,
     write_file,
 )
-from .teardown import destroy_created
+from .teardown import destroy_created, pids_below
 
 
 DELEGATE_FILE = "/sys/kernel/cgroup/delegate"
@@ -189,7 +188,7 @@ class V2Manager(CgroupManager):
     def pids(self) -> list[int]:
         if not os.path.isdir(self.path):
             return []
-        return walk_pids(self.path)
+        return pids_below(self.path)
 
     # --- freezer -----------------------------------------------------------------------------
 
