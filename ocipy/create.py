@@ -17,8 +17,8 @@ from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 
 from . import bundle as bundle_mod
 from . import logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
-from .init import InitContext, stage1
-from .linux import cgroups, device_rules, idmap, namespaces, syscalls, warm_migration
+from .init import InitContext, fork_in_cgroup, stage1
+from .linux import cgroups, device_rules, idmap, namespaces, syscalls
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit
 from .sync import Channel, ChildError
 
@@ -32,17 +32,7 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def create_container(store: StateStore, container_id: str, bundle: str, **options) -> ContainerState:
-    """Create the container; its pid 1 waits for `start`. Options: pid_file, console_socket (a
-    socket path or a connected socket object), no_pivot, no_new_keyring, preserve_fds, cgroup_driver."""
-    warm_migration.begin()  # stage 1 joins the cgroup: see linux/warm_migration.py
-    try:
-        return _create(store, container_id, bundle, **options)
-    finally:
-        warm_migration.end()
-
-
-def _create(
+def create_container(
     store: StateStore,
     container_id: str,
     bundle: str,
@@ -54,6 +44,8 @@ def _create(
     preserve_fds: int = 0,
     cgroup_driver: str = "cgroupfs",
 ) -> ContainerState:
+    """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
+    connected socket object."""
     bundle = os.path.abspath(bundle)
     config = bundle_mod.load_config(bundle)
     for warning in bundle_mod.validate_config(config, bundle):
@@ -109,13 +101,11 @@ def _create(
             no_new_keyring=no_new_keyring,
             annotations=spec.annotations,
         )
-        # Last before the fork: the first cgroup operation waits for the migration lock that
-        # warm_migration has been warming (up to ~20 ms), so everything else is done by then.
         cgroup.create()
-        stage1_pid = os.fork()
+        stage1_pid, born_in_v2 = fork_in_cgroup(cgroup)
         if stage1_pid == 0:
             parent_ch.close()
-            stage1(ctx)  # never returns
+            stage1(ctx, born_in_v2)  # never returns
             os._exit(1)
         child_ch.close()
         child_ch = None
@@ -187,7 +177,6 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
         elif kind == "pid":
             pid = msg["pid"]
             os.waitpid(stage1_pid, 0)  # stage 1 has done its part
-            warm_migration.end()
             # Limits apply once pid 1 is in the cgroup and before it does anything (as runc):
             # a pids.limit of 0 is a real limit, and would stop us forking pid 1 at all.
             ctx.cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))

@@ -11,7 +11,7 @@ import os
 
 from . import jsonfast
 from .errors import OcipyError
-from .linux import syscalls, warm_migration
+from .linux import syscalls
 from .sync import Channel, ChildError
 
 
@@ -142,18 +142,8 @@ def exec_in_container(
     ignore_paused: bool = False,
 ) -> int:
     """Start `process` in the container; in the foreground wait and return its exit code."""
-    warm_migration.begin()  # stage 1 joins the container's cgroup: see linux/warm_migration.py
-    try:
-        return _exec(container, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
-                     preserve_fds=preserve_fds, ignore_paused=ignore_paused)
-    finally:
-        warm_migration.end()
-
-
-def _exec(container, process: dict, *, detach: bool, pid_file: str | None, console_socket, preserve_fds: int,
-          ignore_paused: bool) -> int:
     from .create import write_pid_file
-    from .init import ExecContext, exec_stage1
+    from .init import ExecContext, exec_stage1, fork_in_cgroup
     from .spec import Process
 
     state = container._state
@@ -202,16 +192,15 @@ def _exec(container, process: dict, *, detach: bool, pid_file: str | None, conso
     if not detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)  # the exec'd process is reparented to us when stage 1 exits
     try:
-        stage1_pid = os.fork()
+        stage1_pid, born_in_v2 = fork_in_cgroup(ctx.cgroup)
         if stage1_pid == 0:
             parent_ch.close()
-            exec_stage1(ctx)
+            exec_stage1(ctx, born_in_v2)
             os._exit(1)
         child_ch.close()
         if console_sock is not None:
             console_sock.close()
         pid = _converse(parent_ch, stage1_pid, state, seccomp)
-        warm_migration.end()
         if pid_file:
             write_pid_file(pid_file, pid)
         if detach:

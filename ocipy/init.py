@@ -2,7 +2,8 @@
 
 Two forked processes, no re-exec of the interpreter:
 
-stage 1  joins the cgroup and the namespaces given by path, creates the new ones
+stage 1  joins the cgroup (born in its v2 directory where it can be: see
+         fork_in_cgroup) and the namespaces given by path, creates the new ones
          (the user namespace first, so it owns the rest; the parent writes its
          id maps), then forks stage 2 into the new pid and time namespaces,
          reports stage 2's host pid, and exits.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import HookError
+from .errors import HookError, SetupError
 from .linux import capabilities, console, namespaces, network, process, rootfs, syscalls, trampoline
 from .linux.capnames import CAPABILITIES
 from .sync import Channel
@@ -97,14 +98,36 @@ def _fail_channel(channel: Channel, exc: BaseException) -> None:
 
 
 # --- stage 1 -----------------------------------------------------------------------
-def stage1(ctx: InitContext) -> None:
+def fork_in_cgroup(cgroup) -> tuple[int, bool]:
+    """Fork stage 1 (of create or exec): (the pid as os.fork returns it, whether the child was
+    born in the cgroup's v2 directory). A child born there is spared the cgroup.procs write,
+    which can wait ~10 ms for the kernel's migration lock (syscalls.fork_into_cgroup); it
+    passes the flag to cgroup.enter()."""
+    directory = cgroup.v2_dir()
+    if directory:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SetupError(f"cannot open cgroup {directory}: {os.strerror(e.errno)}") from None
+        try:
+            pid = syscalls.fork_into_cgroup(fd)
+        except OSError as e:
+            raise SetupError(f"cannot add process to cgroup {directory}: {os.strerror(e.errno)}") from None
+        finally:
+            os.close(fd)  # in both processes
+        if pid is not None:
+            return pid, True
+    return os.fork(), False
+
+
+def stage1(ctx: InitContext, born_in_v2: bool = False) -> None:
     try:
         # Non-dumpable before entering any container namespace: a process in the container
         # cannot ptrace us or open /proc/<pid>/exe of the host's interpreter. (The forked
         # child does it, so a library caller of Runtime.create keeps its own setting.)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         plan = ctx.ns_plan
-        ctx.cgroup.add_process(os.getpid())
+        ctx.cgroup.enter(born_in_v2=born_in_v2)
         for ns_type, path in plan.join:
             namespaces.join(ns_type, path)
             if ns_type == "user":
@@ -402,11 +425,11 @@ class ExecContext:
         self.preserve_fds = preserve_fds
 
 
-def exec_stage1(ctx: ExecContext) -> None:
+def exec_stage1(ctx: ExecContext, born_in_v2: bool = False) -> None:
     """Join the container's cgroup and namespaces (pid last, by forking), report the new pid."""
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
-        ctx.cgroup.add_process(os.getpid())
+        ctx.cgroup.enter(born_in_v2=born_in_v2)
         for ns_type, path in ctx.joins:
             namespaces.join(ns_type, path)
             if ns_type == "user":

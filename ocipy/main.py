@@ -116,10 +116,6 @@ def parse_fast(argv: list[str]) -> tuple[dict, str, dict, list[str]] | None:
 
 
 def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -> int:
-    if command in ("create", "run", "exec"):
-        from .linux import warm_migration
-
-        warm_migration.begin()  # first: it is meant to overlap the imports and checks below
     from . import logs
     from .errors import OcipyError
     from .runtime import DEFAULT_ROOT, Runtime

@@ -16,6 +16,7 @@ import struct
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # --- clone / namespace flags (linux/sched.h) --------------------------------------
+CLONE_INTO_CGROUP = 0x200000000
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -93,6 +94,7 @@ _SYSCALLS = {
     "open_tree": (428, 428),
     "move_mount": (429, 429),
     "mount_setattr": (442, 442),
+    "clone3": (435, 435),
 }
 _ARCH_INDEX = 1 if os.uname().machine in ("aarch64", "arm64") else 0  # platform.machine(), without importing platform
 
@@ -246,6 +248,50 @@ def mount_id(fd: int) -> int | None:
     if not int.from_bytes(raw[0:4], "little") & STATX_MNT_ID:
         return None
     return int.from_bytes(raw[0x90:0x98], "little")
+
+
+# --- fork into a cgroup ---------------------------------------------------------------
+# libc's syscall() called with the GIL held (PyDLL), as os.fork() calls fork(): the child
+# must not start life in a ctypes call that released the GIL.
+_syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall
+_syscall_holding_gil.restype = ctypes.c_long
+_SIGCHLD = 17
+_CLONE_ARGS = struct.Struct("11Q")  # struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2, 88 bytes)
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int | None:
+    """os.fork(), except that the child is born in the cgroup2 directory `cgroup_fd`
+    (clone3 with CLONE_INTO_CGROUP, Linux 5.7+). None, with nothing forked, when that
+    cannot be done here: an older kernel, or a process with more than one thread.
+
+    Why: moving a process with a write to cgroup.procs takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, which after a quiet spell first waits for an
+    RCU grace period (4-20 ms on this kind of host, on every `run` and `exec`).
+    A child born in its cgroup takes that lock only for reading.
+
+    The Python side of os.fork() is kept: PyOS_BeforeFork/AfterFork_* take and reset
+    the import lock and the GIL and run os.register_at_fork hooks. What glibc's fork()
+    adds is not: it matters only with other threads (its malloc and stdio locks), hence
+    the single-thread rule, and the child's cached thread id stays its parent's, which
+    nothing ocipy runs before its exec reads.
+    """
+    if len(os.listdir("/proc/self/task")) != 1:
+        return None
+    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(CLONE_INTO_CGROUP, 0, 0, 0, _SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd),
+                                       _CLONE_ARGS.size)
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _syscall_holding_gil(ctypes.c_long(_nr("clone3")), args, ctypes.c_size_t(_CLONE_ARGS.size))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid > 0:
+        return pid
+    if err in (_errno.ENOSYS, _errno.E2BIG, _errno.EINVAL):  # no clone3, or no CLONE_INTO_CGROUP in it
+        return None
+    raise OSError(err, f"clone3 into a cgroup: {os.strerror(err)}")
 
 
 # --- prctl and capabilities ------------------------------------------------------------

@@ -651,3 +651,25 @@ def test_concurrent_containers_under_one_shared_parent(clean_host):
         if os.path.isdir(d):
             os.rmdir(d)  # an intermediate dir whose creator left while others still used it
     assert errors == []
+
+
+def test_enter_moves_the_calling_process_into_every_hierarchy(manager):
+    """enter() (what stage 1 of create and exec calls): every v1 hierarchy through `tasks`, and
+    the unified twin of a hybrid host through cgroup.procs unless the process was born there."""
+    manager.create()
+    rel = manager.cgroups_path
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        try:
+            manager.enter()
+            os.write(w, json.dumps(own_cgroup_paths(os.getpid())).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        inside = json.loads(f.read())
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    for key in manager.paths:
+        assert inside[key].endswith("/" + rel), (key, inside[key])

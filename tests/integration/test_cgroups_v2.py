@@ -232,3 +232,76 @@ def test_delegate_chowns_only_the_listed_files(manager):
     for name in os.listdir(manager.path):
         owner = os.stat(os.path.join(manager.path, name)).st_uid
         assert (owner == 12345) == (name in listed), name
+
+
+def _child_report(pid: int, read_fd: int) -> tuple[int, str]:
+    """(exit code, what the child wrote) of a child forked by the code under test."""
+    with os.fdopen(read_fd) as r:
+        text = r.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
+
+
+def test_stage1_is_born_in_the_v2_cgroup(manager):
+    """fork_in_cgroup: the child starts life in the container's cgroup (clone3 CLONE_INTO_CGROUP),
+    so enter() has no cgroup.procs write left to do, and the parent is where it was."""
+    from ocipy.init import fork_in_cgroup
+
+    manager.create()
+    before = own_v2_path(os.getpid())
+    r, w = os.pipe()
+    pid, born = fork_in_cgroup(manager)
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        try:
+            manager.enter(born_in_v2=born)
+            os.write(w, f"{born} {own_v2_path(os.getpid())}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    code, text = _child_report(pid, r)
+    assert code == 0
+    assert text == f"True {before.rstrip('/')}/{manager.cgroups_path}"
+    assert own_v2_path(os.getpid()) == before
+
+
+def test_fork_into_cgroup_declines_in_a_threaded_process(manager):
+    """With another thread running, glibc's fork would have to take its malloc and stdio locks:
+    fork_into_cgroup forks nothing and says so, and fork_in_cgroup falls back to os.fork."""
+    import threading
+
+    from ocipy.init import fork_in_cgroup
+    from ocipy.linux import syscalls
+
+    manager.create()
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        fd = os.open(manager.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert syscalls.fork_into_cgroup(fd) is None
+        finally:
+            os.close(fd)
+        r, w = os.pipe()
+        pid, born = fork_in_cgroup(manager)
+        if pid == 0:  # pragma: no cover - the child
+            os.close(r)
+            try:
+                manager.enter(born_in_v2=born)
+                os.write(w, f"{born} {own_v2_path(os.getpid())}".encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        code, text = _child_report(pid, r)
+    finally:
+        stop.set()
+        t.join()
+    assert code == 0
+    assert text.startswith("False ") and text.endswith("/" + manager.cgroups_path)
+
+
+def test_fork_into_a_missing_cgroup_is_a_clear_error(manager):
+    from ocipy.init import fork_in_cgroup
+
+    with pytest.raises(SetupError, match=r"^cannot open cgroup .*/ocipy-test-\w+: No such file or directory$"):
+        fork_in_cgroup(manager)

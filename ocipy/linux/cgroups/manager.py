@@ -318,6 +318,20 @@ class CgroupManager:
     def add_process(self, pid: int) -> None:
         raise NotImplementedError
 
+    def v2_dir(self) -> str | None:
+        """The container's directory in a cgroup2 hierarchy (a v2 host's cgroup, a hybrid host's
+        unified twin), where a process can be born (syscalls.fork_into_cgroup); None without one."""
+        return self.paths.get(UNIFIED)
+
+    def enter(self, *, born_in_v2: bool = False) -> None:
+        """Move the calling process, which must have a single thread, into every hierarchy of
+        the container's cgroup; `born_in_v2`: it already is in v2_dir().
+
+        Unlike add_process, this avoids the kernel's global migration lock where it can (a
+        wait of up to ~20 ms, see syscalls.fork_into_cgroup): a v1 hierarchy by moving the
+        one thread through `tasks`, which the kernel does without that lock."""
+        raise NotImplementedError
+
     def pids(self) -> list[int]:
         raise NotImplementedError
 
@@ -412,6 +426,9 @@ class DisabledManager(CgroupManager):
         pass
 
     def add_process(self, pid: int) -> None:
+        pass
+
+    def enter(self, *, born_in_v2: bool = False) -> None:
         pass
 
     def pids(self) -> list[int]:

@@ -183,6 +183,20 @@ class V1Manager(CgroupManager):
             except OSError as e:
                 raise SetupError(f"cannot add process {pid} to cgroup {d}: {os.strerror(e.errno)}") from e
 
+    def enter(self, *, born_in_v2: bool = False) -> None:
+        unified = self.paths.get(UNIFIED)
+        for d in self._dirs():
+            if d == unified:
+                if born_in_v2:
+                    continue
+                name = "cgroup.procs"  # a v2 directory: one thread cannot leave its process's domain
+            else:
+                name = "tasks"  # "0": the calling thread, moved without the global lock
+            try:
+                write_file(os.path.join(d, name), "0")
+            except OSError as e:
+                raise SetupError(f"cannot add process {os.getpid()} to cgroup {d}: {os.strerror(e.errno)}") from e
+
     def _procs_dir(self) -> str | None:
         for c in _PROCS_ORDER:
             if c in self.paths:
