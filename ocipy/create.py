@@ -17,19 +17,11 @@ from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 
 from . import bundle as bundle_mod
 from . import logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
-from .init import InitContext, fork_in_cgroup, stage1
+from .init import InitContext, stage1
+from .launch import fork_in_cgroup
 from .linux import cgroups, device_rules, idmap, namespaces, syscalls
-from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit
+from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Decimal pid, no newline (containerd's parser rejects one), written atomically."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
 
 
 def create_container(

@@ -1,4 +1,4 @@
-"""`exec`: run a new process in a running container (parent side; the child side is in init.py).
+"""`exec`: run a new process in a running container: the parent side, then the two children.
 
 The process comes from --process (a Process JSON, as engines send it) or is built
 from the container's own config.json process with the command line's overrides,
@@ -11,7 +11,11 @@ import os
 
 from . import jsonfast
 from .errors import OcipyError
-from .linux import syscalls
+# The children's modules too: after stage 1 joins the container's mount namespace the
+# host's files are out of reach.
+from .launch import become_root_in_userns, execute, fail_channel, fork_in_cgroup, prepare_process
+from .linux import console, namespaces, syscalls
+from .state import write_pid_file
 from .sync import Channel, ChildError
 
 
@@ -142,8 +146,6 @@ def exec_in_container(
     ignore_paused: bool = False,
 ) -> int:
     """Start `process` in the container; in the foreground wait and return its exit code."""
-    from .create import write_pid_file
-    from .init import ExecContext, exec_stage1, fork_in_cgroup
     from .spec import Process
 
     state = container._state
@@ -265,3 +267,63 @@ def _kill(pid: int, stage1_pid: int) -> None:
             os.waitpid(stage1_pid, 0)
         except ChildProcessError:
             pass
+
+
+# --- the child side ---------------------------------------------------------------------
+class ExecContext:
+    """What the two stages of exec need; handed over by fork."""
+
+    def __init__(
+        self, *, process, joins: list, cgroup, channel: Channel, seccomp: dict | None = None, seccomp_filter=None,
+        console_fd: int | None = None, preserve_fds: int = 0,
+    ):
+        self.process = process  # ocipy.spec.Process
+        self.joins = joins  # [(type, /proc/<pid>/ns/<name>)] in namespaces.JOIN_ORDER
+        self.cgroup = cgroup
+        self.channel = channel
+        self.seccomp = seccomp
+        self.seccomp_filter = seccomp_filter  # prepared in the parent: libseccomp is unreachable after setns(mnt)
+        self.console_fd = console_fd
+        self.preserve_fds = preserve_fds
+
+
+def exec_stage1(ctx: ExecContext, born_in_v2: bool = False) -> None:
+    """Join the container's cgroup and namespaces (pid last, by forking), report the new pid."""
+    try:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
+        ctx.cgroup.enter(born_in_v2=born_in_v2)
+        for ns_type, path in ctx.joins:
+            namespaces.join(ns_type, path)
+            if ns_type == "user":
+                become_root_in_userns()
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
+        pid = os.fork()
+        if pid == 0:
+            exec_stage2(ctx)
+        ctx.channel.send({"type": "pid", "pid": pid})
+    except BaseException as e:  # noqa: BLE001
+        fail_channel(ctx.channel, e)
+    os._exit(0)
+
+
+def exec_stage2(ctx: ExecContext) -> None:
+    try:
+        ctx.channel.expect("go")
+        proc = ctx.process
+        os.setsid()
+        if proc.terminal:
+            master, slave = console.open_pty("/dev/pts/ptmx")
+            if proc.console_size:
+                console.set_size(master, proc.console_size.height, proc.console_size.width)
+            console.send_master(ctx.console_fd, master)
+            os.close(master)
+            console.make_controlling_tty(slave)
+        if ctx.console_fd is not None:
+            os.close(ctx.console_fd)
+        launch = prepare_process(proc, ctx.seccomp, ctx.seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(ctx.channel.fileno(),))
+        ctx.channel.send({"type": "ready"}, [launch.notify_fd] if launch.notify_fd is not None else [])
+        ctx.channel.close()
+        execute(launch)
+    except BaseException as e:  # noqa: BLE001
+        fail_channel(ctx.channel, e)
+    os._exit(1)

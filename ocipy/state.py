@@ -264,3 +264,12 @@ def remove_quietly(path: str) -> None:
     except OSError as e:
         if e.errno != errno.ENOENT:
             raise
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Decimal pid, no newline (containerd's parser rejects one), written atomically."""
+    directory, _, name = absolute_path(path).rpartition("/")
+    tmp = f"{directory}/.{name}.tmp{posix.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    posix.rename(tmp, f"{directory}/{name}")

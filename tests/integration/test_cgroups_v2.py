@@ -244,7 +244,7 @@ def _child_report(pid: int, read_fd: int) -> tuple[int, str]:
 def test_stage1_is_born_in_the_v2_cgroup(manager):
     """fork_in_cgroup: the child starts life in the container's cgroup (clone3 CLONE_INTO_CGROUP),
     so enter() has no cgroup.procs write left to do, and the parent is where it was."""
-    from ocipy.init import fork_in_cgroup
+    from ocipy.launch import fork_in_cgroup
 
     manager.create()
     before = own_v2_path(os.getpid())
@@ -269,7 +269,7 @@ def test_fork_into_cgroup_declines_in_a_threaded_process(manager):
     fork_into_cgroup forks nothing and says so, and fork_in_cgroup falls back to os.fork."""
     import threading
 
-    from ocipy.init import fork_in_cgroup
+    from ocipy.launch import fork_in_cgroup
     from ocipy.linux import syscalls
 
     manager.create()
@@ -301,7 +301,7 @@ def test_fork_into_cgroup_declines_in_a_threaded_process(manager):
 
 
 def test_fork_into_a_missing_cgroup_is_a_clear_error(manager):
-    from ocipy.init import fork_in_cgroup
+    from ocipy.launch import fork_in_cgroup
 
     with pytest.raises(SetupError, match=r"^cannot open cgroup .*/ocipy-test-\w+: No such file or directory$"):
         fork_in_cgroup(manager)

@@ -12,7 +12,7 @@ import pytest
 
 from ocipy import bundle as bundle_mod
 from ocipy.cli import normalize_argv
-from ocipy.create import write_pid_file
+from ocipy.state import write_pid_file
 from ocipy.defaults import default_config
 from ocipy.errors import OcipyError
 from ocipy.linux import capabilities, device_rules, idmap, namespaces, process
