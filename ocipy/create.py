@@ -104,12 +104,12 @@ def create_container(
         if console_sock is not None and isinstance(console_socket, str):
             console_sock.close()
             console_sock = None
-        notify_fd, pid = _converse(parent_ch, spec, ctx, stage1_pid)
+        notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid)
         data = {
             "ociVersion": spec.oci_version,
             "id": container_id,
             "pid": pid,
-            "pid_start": proc_start_time(pid),
+            "pid_start": pid_start,
             "bundle": bundle,
             "rootfs": rootfs,
             "created": rfc3339_now(),
@@ -150,9 +150,11 @@ def create_container(
             console_sock.close()
 
 
-def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int | None, int]:
-    """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid)."""
+def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int | None, int, int | None]:
+    """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid,
+    its start time)."""
     pid = 0
+    pid_start = None
     while True:
         msg, fds = ch.recv()
         if msg is None:
@@ -168,6 +170,9 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
             ch.send({"type": "idmap-done"})
         elif kind == "pid":
             pid = msg["pid"]
+            # Read now: once "ready" comes pid 1 is in its execve, which /proc/<pid>/stat waits
+            # for (~0.5 ms, the interpreter's memory being unmapped).
+            pid_start = proc_start_time(pid)
             os.waitpid(stage1_pid, 0)  # stage 1 has done its part
             # Limits apply once pid 1 is in the cgroup and before it does anything (as runc):
             # a pids.limit of 0 is a real limit, and would stop us forking pid 1 at all.
@@ -189,7 +194,7 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
                 run_hooks(hooks.create_runtime, state, kind="createRuntime", cwd=ctx.bundle)
             ch.send({"type": "hooks-done"})
         elif kind == "ready":
-            return (fds[0] if fds else None), pid
+            return (fds[0] if fds else None), pid, pid_start
         else:
             raise SetupError(f"unexpected message from container init: {kind!r}")
 
