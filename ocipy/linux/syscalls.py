@@ -10,6 +10,7 @@ import ctypes
 import errno as _errno
 import os
 import struct
+from _signal import SIGCHLD  # the C module behind `signal`, whose enums cost 4 ms of imports
 
 # The interpreter already has libc loaded: dlopen(NULL) reaches it without find_library,
 # which runs `ldconfig -p` in a subprocess (about 9 ms on every command).
@@ -255,7 +256,6 @@ def mount_id(fd: int) -> int | None:
 # must not start life in a ctypes call that released the GIL.
 _syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall
 _syscall_holding_gil.restype = ctypes.c_long
-_SIGCHLD = 17
 _CLONE_ARGS = struct.Struct("11Q")  # struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2, 88 bytes)
 
 
@@ -277,7 +277,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     """
     if len(os.listdir("/proc/self/task")) != 1:
         return None
-    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(CLONE_INTO_CGROUP, 0, 0, 0, _SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd),
+    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd),
                                        _CLONE_ARGS.size)
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
