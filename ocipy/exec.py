@@ -307,6 +307,7 @@ def exec_stage1(ctx: ExecContext, born_in_v2: bool = False) -> None:
 
 
 def exec_stage2(ctx: ExecContext) -> None:
+    """In the container's namespaces: a session and terminal of its own, then launch.py's steps."""
     try:
         ctx.channel.expect("go")
         proc = ctx.process
