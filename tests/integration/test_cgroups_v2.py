@@ -234,20 +234,11 @@ def test_delegate_chowns_only_the_listed_files(manager):
         assert (owner == 12345) == (name in listed), name
 
 
-def _child_report(pid: int, read_fd: int) -> tuple[int, str]:
-    """(exit code, what the child wrote) of a child forked by the code under test."""
-    with os.fdopen(read_fd) as r:
-        text = r.read()
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
-
-
-def test_stage1_is_born_in_the_v2_cgroup(manager):
-    """fork_in_cgroup: the child starts life in the container's cgroup (clone3 CLONE_INTO_CGROUP),
-    so enter() has no cgroup.procs write left to do, and the parent is where it was."""
+def _stage1_report(manager) -> tuple[int, str]:
+    """Fork as create and exec fork stage 1 and let the child enter() the cgroup; return its exit
+    code and what it wrote: whether it was born in the v2 cgroup, and the v2 cgroup it ends in."""
     from ocipy.launch import fork_in_cgroup
 
-    manager.create()
-    before = own_v2_path(os.getpid())
     r, w = os.pipe()
     pid, born = fork_in_cgroup(manager)
     if pid == 0:  # pragma: no cover - the child
@@ -258,7 +249,17 @@ def test_stage1_is_born_in_the_v2_cgroup(manager):
         finally:
             os._exit(0)
     os.close(w)
-    code, text = _child_report(pid, r)
+    with os.fdopen(r) as f:
+        text = f.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
+
+
+def test_stage1_is_born_in_the_v2_cgroup(manager):
+    """fork_in_cgroup: the child starts life in the container's cgroup (clone3 CLONE_INTO_CGROUP),
+    so enter() has no cgroup.procs write left to do, and the parent is where it was."""
+    manager.create()
+    before = own_v2_path(os.getpid())
+    code, text = _stage1_report(manager)
     assert code == 0
     assert text == f"True {before.rstrip('/')}/{manager.cgroups_path}"
     assert own_v2_path(os.getpid()) == before
@@ -269,7 +270,6 @@ def test_fork_into_cgroup_declines_in_a_threaded_process(manager):
     fork_into_cgroup forks nothing and says so, and fork_in_cgroup falls back to os.fork."""
     import threading
 
-    from ocipy.launch import fork_in_cgroup
     from ocipy.linux import syscalls
 
     manager.create()
@@ -282,17 +282,7 @@ def test_fork_into_cgroup_declines_in_a_threaded_process(manager):
             assert syscalls.fork_into_cgroup(fd) is None
         finally:
             os.close(fd)
-        r, w = os.pipe()
-        pid, born = fork_in_cgroup(manager)
-        if pid == 0:  # pragma: no cover - the child
-            os.close(r)
-            try:
-                manager.enter(born_in_v2=born)
-                os.write(w, f"{born} {own_v2_path(os.getpid())}".encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        code, text = _child_report(pid, r)
+        code, text = _stage1_report(manager)
     finally:
         stop.set()
         t.join()
