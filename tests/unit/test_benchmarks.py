@@ -10,10 +10,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks import stats  # noqa: E402
 from benchmarks.run import add_ratios, build_report, interpreter_of, parse_args, render_table, run_scenario, write_json  # noqa: E402
-from benchmarks.scenarios import CommandFailed, Runtime, Scenario, Spawner  # noqa: E402
+from benchmarks.scenarios import FULL_RESOURCES, CommandFailed, Runtime, Scenario, Spawner, host_resources  # noqa: E402
 
 
 # ---------------------------------------------------------------- statistics
+
+def _cgroup_root(tmp_path, files):
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    return str(tmp_path)
+
+
+def test_host_resources_keeps_every_knob_the_host_offers(tmp_path):
+    root = _cgroup_root(tmp_path, ["blkio/blkio.bfq.weight", "memory/memory.memsw.limit_in_bytes",
+                                   "memory/memory.swappiness"])
+    assert host_resources(root) == (FULL_RESOURCES, [])
+
+
+def test_host_resources_leaves_out_what_the_host_lacks(tmp_path):
+    """A kernel without BFQ has no blkio weight file: runc and ocipy would both fail create."""
+    root = _cgroup_root(tmp_path, ["blkio/blkio.throttle.read_bps_device", "memory/memory.swappiness"])
+    resources, omitted = host_resources(root)
+    assert omitted == ["linux.resources.blockIO.weight", "linux.resources.memory.swap"]
+    assert "blockIO" not in resources
+    assert resources["memory"] == {"limit": 256 << 20, "reservation": 128 << 20, "swappiness": 10}
+    assert "swap" in FULL_RESOURCES["memory"]  # the shared table is left as it was
+
+
+def test_host_resources_on_cgroup2(tmp_path):
+    root = _cgroup_root(tmp_path, ["io.weight", "memory.swap.max"])
+    resources, omitted = host_resources(root)
+    assert omitted == ["linux.resources.memory.swappiness"]
+    assert resources["blockIO"] == {"weight": 300}
+
 
 def test_summarize_odd_and_even():
     s = stats.summarize([3, 1, 2])

@@ -174,11 +174,35 @@ def test_v1_missing_controller_and_missing_file(v1tree):
     m, root = v1tree
     with pytest.raises(SetupError, match=r"^linux.resources.blockIO.weight: the blkio cgroup controller is not "):
         m.apply({"blockIO": {"weight": 10}})
-    with pytest.raises(SetupError, match=r"^linux.resources.memory.swappiness: cannot write 3 to .*memory.swappiness"):
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.swappiness: this host's memory cgroup has no "
+                                         r"memory.swappiness: the kernel offers no such setting in this cgroup "
+                                         r"\(cannot write 3 in .*/memory/ctr\)$"):
         m.apply({"memory": {"swappiness": 3}})
     # kernel memory limits on a kernel without them cannot be applied: an error
-    with pytest.raises(SetupError, match=r"^linux.resources.memory.kernel: cannot write 1048576 to "):
+    with pytest.raises(SetupError, match=r"^linux.resources.memory.kernel: this host's memory cgroup has no "
+                                         r"memory.kmem.limit_in_bytes"):
         m.apply({"memory": {"kernel": 1 << 20}})
+
+
+def test_v1_blkio_weight_without_cfq_or_bfq_names_both_files(v1tree):
+    """A kernel without the CFQ and BFQ schedulers has neither weight file (runc fails there too)."""
+    m, root = v1tree
+    put(root / "blkio" / "ctr" / "blkio.throttle.read_bps_device", "")
+    m.paths["blkio"] = str(root / "blkio" / "ctr")
+    with pytest.raises(SetupError, match=r"^linux.resources.blockIO.weight: this host's blkio cgroup has no "
+                                         r"blkio.weight or blkio.bfq.weight: "):
+        m.apply({"blockIO": {"weight": 10}})
+    put(root / "blkio" / "ctr" / "blkio.bfq.weight", "default 100")
+    m.apply({"blockIO": {"weight": 10}})
+    assert get(root / "blkio" / "ctr" / "blkio.bfq.weight") == "10"
+
+
+def test_a_removed_cgroup_is_not_called_a_missing_setting(v1tree):
+    m, root = v1tree
+    m.paths["pids"] = str(root / "pids" / "gone")
+    with pytest.raises(SetupError, match=r"^linux.resources.pids.limit: cannot write 4 to .*/pids/gone/pids.max: "
+                                         r"No such file or directory$"):
+        m.apply({"pids": {"limit": 4}})
 
 
 def test_verified_write_detects_an_ignored_value(v1tree, monkeypatch):

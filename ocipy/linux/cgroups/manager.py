@@ -259,13 +259,21 @@ def makedirs_tracked(path: str) -> list[str]:
 def perform_write(directory: str, w) -> None:
     """Carry out one resources.Write in `directory`: fallback, optional, write, verify."""
     path = os.path.join(directory, w.filename)
+    tried = [w.filename]
     if w.fallback is not None and not os.path.exists(path):
         w = w.fallback
         path = os.path.join(directory, w.filename)
+        tried.append(w.filename)
     if w.optional and not os.path.exists(path):
         return
     try:
         write_file(path, w.value)
+    except FileNotFoundError as e:
+        if not os.path.isdir(directory):
+            raise write_error(w.field, w.value, path, e) from e
+        raise SetupError(f"{w.field}: this host's {w.controller} cgroup has no {' or '.join(tried)}: "
+                         f"the kernel offers no such setting in this cgroup (cannot write {w.value.strip()} "
+                         f"in {directory})") from e
     except OSError as e:
         raise write_error(w.field, w.value, path, e) from e
     if w.verify:
