@@ -393,6 +393,17 @@ def test_cgroup_pids_limit_zero(oci):
     assert read_cg("pids", b.id, "pids.max") == "0"
 
 
+@requirement("config-linux.md#pids", "limit: the maximum number of tasks in the cgroup")
+def test_cgroup_pids_limit_one_holds_from_the_first_fork(oci):
+    """pids.limit 1: the container's process is alone in its cgroup and cannot fork; whatever the
+    runtime itself ran in the cgroup before pid 1 existed does not count against it."""
+    need_controller_file("pids", "pids.max")
+    b = oci.bundle(["/bin/sh", "-c", "echo alone; /bin/true; echo forked"])
+    b.linux["resources"]["pids"] = {"limit": 1}
+    assert oci.run(b).split() == ["alone"]  # busybox sh gives up at its first fork
+    assert "can't fork: Resource temporarily unavailable" in b.read_stderr()
+
+
 def host_block_device():
     for name in sorted(os.listdir("/sys/block")):
         if name.startswith(("loop", "ram")):

@@ -1,8 +1,9 @@
 """The parent side of `create`: validate, reserve the id, make the cgroup, fork, answer the children.
 
 Conversation with the children over one channel (see init.py):
+  (parent)                 writes the cgroup limits but pids.limit while stage 1 works
   stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
-  stage 1 -> "pid"         stage 2's host pid                         -> parent -> stage 2 "go"
+  stage 1 -> "pid"         stage 2's host pid; stage 1 exits; parent writes pids.limit -> stage 2 "go"
   stage 2 -> "hooks"       parent moves netDevices, runs prestart and createRuntime hooks -> "hooks-done"
   stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
   anyone  -> "error"       parent undoes everything and raises
@@ -104,7 +105,13 @@ def create_container(
         if console_sock is not None and isinstance(console_socket, str):
             console_sock.close()
             console_sock = None
-        notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid)
+        # The limits go in while stage 1 joins the cgroup and makes the namespaces (~2 ms that
+        # the parent would otherwise sit out): no process in the cgroup has done anything yet,
+        # and pid 1 does nothing before "go". All but pids.limit, which waits for stage 1 to
+        # leave: a limit of 1 would stop it forking pid 1.
+        early, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
+        cgroup.apply(early)
+        notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid, after_stage1)
         data = {
             "ociVersion": spec.oci_version,
             "id": container_id,
@@ -150,9 +157,16 @@ def create_container(
             console_sock.close()
 
 
-def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int | None, int, int | None]:
+def split_pids_limit(resources: dict | None) -> tuple[dict | None, dict | None]:
+    """Pure: (resources without pids, the pids part alone or None)."""
+    if not resources or "pids" not in resources:
+        return resources, None
+    return {k: v for k, v in resources.items() if k != "pids"}, {"pids": resources["pids"]}
+
+
+def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1: dict | None) -> tuple[int | None, int, int | None]:
     """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid,
-    its start time)."""
+    its start time). `after_stage1`: the resources to apply once stage 1 is gone."""
     pid = 0
     pid_start = None
     while True:
@@ -174,9 +188,9 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int) -> tuple[int
             # for (~0.5 ms, the interpreter's memory being unmapped).
             pid_start = proc_start_time(pid)
             os.waitpid(stage1_pid, 0)  # stage 1 has done its part
-            # Limits apply once pid 1 is in the cgroup and before it does anything (as runc):
-            # a pids.limit of 0 is a real limit, and would stop us forking pid 1 at all.
-            ctx.cgroup.apply(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
+            # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a real
+            # limit, and holds from its first fork on.
+            ctx.cgroup.apply(after_stage1)
             ch.send({"type": "go", "pid": pid})
         elif kind == "hooks":
             from .linux import network
