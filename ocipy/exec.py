@@ -15,6 +15,7 @@ from .errors import OcipyError
 # host's files are out of reach.
 from .launch import become_root_in_userns, execute, fail_channel, fork_in_cgroup, prepare_process
 from .linux import console, namespaces, syscalls
+from .linux.cgroups.joining import RecordedCgroup
 from .state import write_pid_file
 from .sync import Channel, ChildError
 
@@ -183,7 +184,7 @@ def exec_in_container(
     ctx = ExecContext(
         process=proc,
         joins=namespaces_to_join(state.config, state.pid),
-        cgroup=state.cgroup(),
+        cgroup=RecordedCgroup(state.data.get("cgroup")),  # not the managers: see joining.py
         channel=child_ch,
         seccomp=seccomp,
         seccomp_filter=seccomp_filter,
@@ -279,7 +280,7 @@ class ExecContext:
     ):
         self.process = process  # ocipy.spec.Process
         self.joins = joins  # [(type, /proc/<pid>/ns/<name>)] in namespaces.JOIN_ORDER
-        self.cgroup = cgroup
+        self.cgroup = cgroup  # a RecordedCgroup (or a manager): v2_dir() and enter()
         self.channel = channel
         self.seccomp = seccomp
         self.seccomp_filter = seccomp_filter  # prepared in the parent: libseccomp is unreachable after setns(mnt)

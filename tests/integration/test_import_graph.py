@@ -33,9 +33,12 @@ NOT_FOR_STATE = NEVER | {"os", "posixpath", "ctypes", "ocipy.spec", "ocipy.bundl
                          "ocipy.linux.cgroups.manager", "ocipy.linux.cgroups.v1", "ocipy.linux.cgroups.v2",
                          "ocipy.linux.cgroups.resources"}
 # exec of a command line joins namespaces and launches a process: no config validation, no
-# mounts or devices, nothing of create (launch.py holds what the two share).
+# mounts or devices, nothing of create (launch.py holds what the two share), and it joins the
+# cgroups from the state's record (cgroups/joining.py), not through the managers.
 NOT_FOR_EXEC = NEVER | {"ocipy.create", "ocipy.init", "ocipy.bundle", "ocipy.schema", "ocipy.linux.rootfs",
-                        "ocipy.linux.devices", "ocipy.linux.mountopts", "ocipy.linux.network"}
+                        "ocipy.linux.devices", "ocipy.linux.mountopts", "ocipy.linux.network",
+                        "ocipy.linux.cgroups.manager", "ocipy.linux.cgroups.v1", "ocipy.linux.cgroups.v2",
+                        "ocipy.linux.cgroups.resources"}
 
 _DRIVER = """
 import sys

@@ -25,6 +25,8 @@ import posixpath
 from ocipy.errors import SetupError
 from ocipy.record import TupleRecord
 
+from . import joining
+
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
 
@@ -337,8 +339,8 @@ class CgroupManager:
 
         Unlike add_process, this avoids the kernel's global migration lock where it can (a
         wait of up to ~20 ms, see syscalls.fork_into_cgroup): a v1 hierarchy by moving the
-        one thread through `tasks`, which the kernel does without that lock."""
-        raise NotImplementedError
+        one thread through `tasks`, which the kernel does without that lock (joining.enter)."""
+        joining.enter(self.paths, born_in_v2=born_in_v2)
 
     def pids(self) -> list[int]:
         raise NotImplementedError

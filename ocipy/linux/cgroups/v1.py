@@ -24,6 +24,7 @@ from .manager import (
     read_file,
     write_file,
 )
+from .joining import join_order
 from .teardown import destroy_created, pids_below
 
 # Where to read the container's processes from, best first.
@@ -38,12 +39,7 @@ class V1Manager(CgroupManager):
 
     def _dirs(self) -> list[str]:
         """Distinct directories, in a stable order (controllers sharing a hierarchy share a dir)."""
-        out = []
-        for key in sorted(self.paths):
-            d = self.paths[key]
-            if d not in out:
-                out.append(d)
-        return out
+        return join_order(self.paths)
 
     def create(self) -> None:
         for d in self._dirs():
@@ -182,20 +178,6 @@ class V1Manager(CgroupManager):
                 write_file(path, str(pid))
             except OSError as e:
                 raise SetupError(f"cannot add process {pid} to cgroup {d}: {os.strerror(e.errno)}") from e
-
-    def enter(self, *, born_in_v2: bool = False) -> None:
-        unified = self.paths.get(UNIFIED)
-        for d in self._dirs():
-            if d == unified:
-                if born_in_v2:
-                    continue
-                name = "cgroup.procs"  # a v2 directory: one thread cannot leave its process's domain
-            else:
-                name = "tasks"  # "0": the calling thread, moved without the global lock
-            try:
-                write_file(os.path.join(d, name), "0")
-            except OSError as e:
-                raise SetupError(f"cannot add process {os.getpid()} to cgroup {d}: {os.strerror(e.errno)}") from e
 
     def _procs_dir(self) -> str | None:
         for c in _PROCS_ORDER:

@@ -185,10 +185,6 @@ class V2Manager(CgroupManager):
         except OSError as e:
             raise SetupError(f"cannot add process {pid} to cgroup {self.path}: {os.strerror(e.errno)}") from e
 
-    def enter(self, *, born_in_v2: bool = False) -> None:
-        if not born_in_v2:
-            self.add_process(os.getpid())
-
     def pids(self) -> list[int]:
         if not os.path.isdir(self.path):
             return []
