@@ -278,3 +278,10 @@ def test_interpreter_of_console_script(tmp_path):
     script.write_text("#!/some/venv/bin/python3\nprint()\n")
     assert interpreter_of(str(script)) == "/some/venv/bin/python3"
     assert interpreter_of(str(tmp_path / "missing")) == sys.executable
+
+
+def test_only_list_of_one_container_is_held_to_the_bare_start_target():
+    from benchmarks.scenarios import List
+
+    assert [row[3] for row in List(None, 1).rows] == [True]
+    assert [row[3] for row in List(None, 100).rows] == [False]
