@@ -404,6 +404,16 @@ def test_cgroup_pids_limit_one_holds_from_the_first_fork(oci):
     assert "can't fork: Resource temporarily unavailable" in b.read_stderr()
 
 
+@requirement("config-linux.md#pids", "limit: the maximum number of tasks in the cgroup")
+def test_cgroup_pids_limit_two_counts_the_containers_tasks(oci):
+    """pids.limit 2: pid 1 and one child; the second child at once is refused."""
+    need_controller_file("pids", "pids.max")
+    b = oci.bundle(["/bin/sh", "-c", "/bin/true && echo first; /bin/sleep 5 & /bin/true; echo second"])
+    b.linux["resources"]["pids"] = {"limit": 2}
+    assert oci.run(b).split() == ["first"]
+    assert "can't fork: Resource temporarily unavailable" in b.read_stderr()
+
+
 def host_block_device():
     for name in sorted(os.listdir("/sys/block")):
         if name.startswith(("loop", "ram")):

@@ -107,11 +107,15 @@ def create_container(
             console_sock = None
         # The limits go in while stage 1 joins the cgroup and makes the namespaces (~2 ms that
         # the parent would otherwise sit out): no process in the cgroup has done anything yet,
-        # and pid 1 does nothing before "go". All but pids.limit, which waits for stage 1 to
-        # leave: a limit of 1 would stop it forking pid 1.
+        # and pid 1 does nothing before "go". A pids.limit below 2 waits for stage 1 to leave:
+        # it would stop stage 1 forking pid 1.
         early, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
         cgroup.apply(early)
         notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid, after_stage1)
+        try:
+            os.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
+        except ChildProcessError:
+            pass  # reaped in _converse
         data = {
             "ociVersion": spec.oci_version,
             "id": container_id,
@@ -158,8 +162,13 @@ def create_container(
 
 
 def split_pids_limit(resources: dict | None) -> tuple[dict | None, dict | None]:
-    """Pure: (resources without pids, the pids part alone or None)."""
-    if not resources or "pids" not in resources:
+    """Pure: (what to apply while stage 1 works, what must wait until it has left or None).
+
+    Until then the cgroup holds stage 1 and, once forked, pid 1: two tasks. A pids.limit of
+    0 or 1 would stop that fork, so it waits; any other limit, and everything else, does not.
+    """
+    limit = ((resources or {}).get("pids") or {}).get("limit")
+    if limit is None or limit < 0 or limit >= 2:
         return resources, None
     return {k: v for k, v in resources.items() if k != "pids"}, {"pids": resources["pids"]}
 
@@ -187,10 +196,11 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1
             # Read now: once "ready" comes pid 1 is in its execve, which /proc/<pid>/stat waits
             # for (~0.5 ms, the interpreter's memory being unmapped).
             pid_start = proc_start_time(pid)
-            os.waitpid(stage1_pid, 0)  # stage 1 has done its part
-            # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a real
-            # limit, and holds from its first fork on.
-            ctx.cgroup.apply(after_stage1)
+            if after_stage1:
+                os.waitpid(stage1_pid, 0)  # stage 1 has done its part
+                # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a
+                # real limit, and holds from its first fork on.
+                ctx.cgroup.apply(after_stage1)
             ch.send({"type": "go", "pid": pid})
         elif kind == "hooks":
             from .linux import network
