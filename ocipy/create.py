@@ -1,9 +1,9 @@
 """The parent side of `create`: validate, reserve the id, make the cgroup, fork, answer the children.
 
 Conversation with the children over one channel (see init.py):
-  (parent)                 writes the cgroup limits but pids.limit while stage 1 works
+  (parent)                 writes the cgroup limits while stage 1 works (a pids.limit below 2 waits)
   stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
-  stage 1 -> "pid"         stage 2's host pid; stage 1 exits; parent writes pids.limit -> stage 2 "go"
+  stage 1 -> "pid"         stage 2's host pid; stage 1 exits; (parent writes that pids.limit) -> stage 2 "go"
   stage 2 -> "hooks"       parent moves netDevices, runs prestart and createRuntime hooks -> "hooks-done"
   stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
   anyone  -> "error"       parent undoes everything and raises

@@ -11,7 +11,9 @@ import posix
 
 from ocipy.errors import SetupError
 
-UNIFIED = "unified"  # the key of a cgroup2 directory in "paths" (manager.UNIFIED)
+# Key used in `paths` for the cgroup2 hierarchy (on a pure v2 host, and for the
+# unified hierarchy that a hybrid host mounts beside the v1 ones).
+UNIFIED = "unified"
 
 
 class RecordedCgroup:

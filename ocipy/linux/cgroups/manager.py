@@ -26,14 +26,10 @@ from ocipy.errors import SetupError
 from ocipy.record import TupleRecord
 
 from . import joining
+from .joining import UNIFIED  # noqa: F401 - the managers' key too, re-exported
 
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
-
-# Key used in `paths` for the cgroup2 hierarchy (on a pure v2 host, and for the
-# unified hierarchy that a hybrid host mounts beside the v1 ones).
-UNIFIED = "unified"
-
 
 class Hierarchy(TupleRecord):
     """One mounted cgroup hierarchy.
