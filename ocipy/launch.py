@@ -156,11 +156,17 @@ def become_root_in_userns() -> None:
 
 
 def _setgroups_allowed() -> bool:
+    # os.open, not open(): the io stack costs a child ~0.1 ms of copy-on-write faults.
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() != "deny"
+        fd = os.open("/proc/self/setgroups", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return True
+    try:
+        return os.read(fd, 64).strip() != b"deny"
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _apply_user_and_capabilities(proc, *, setgroups_allowed: bool) -> None:
