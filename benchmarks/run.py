@@ -93,14 +93,21 @@ def interpreter_of(command):
 # ---------------------------------------------------------------- measuring
 
 
-def run_scenario(scenario, runtimes, rounds, warmup, log=lambda msg: None):
+def run_scenario(scenario, runtimes, rounds, warmup, log=lambda msg: None, bare=None):
     """Set up, warm up, measure `rounds` alternating rounds, tear down. Returns one result per row.
 
     A CommandFailed for any runtime (setup, warm-up, measure or teardown) makes every row FAILED
-    with the error: no number is reported for a scenario where either runtime failed."""
+    with the error: no number is reported for a scenario where either runtime failed.
+
+    `bare` (a BareStart): for a scenario with rows compared to the bare start, every round also
+    times the bare start, right before the runtimes. This host's speed drifts over minutes, so
+    a ratio to a bare start timed at another moment of the run would measure the drift."""
     from .scenarios import CommandFailed
 
     samples = {row[0]: {rt.name: [] for rt in runtimes} for row in scenario.rows}
+    if not any(row[3] for row in scenario.rows):
+        bare = None
+    bare_samples = []
     error = None
     # normally all runtimes are set up, then each round runs them in turn (who goes first alternates);
     # an exclusive scenario (too big to hold both) does set-up, rounds and tear-down per runtime
@@ -117,6 +124,8 @@ def run_scenario(scenario, runtimes, rounds, warmup, log=lambda msg: None):
                 for rt in (group if i % 2 == 0 else group[::-1]):
                     scenario.warmup(rt)
             for i in range(rounds):
+                if bare is not None:
+                    bare_samples.append(bare.measure()[BARE_ROW])
                 for rt in (group if i % 2 == 0 else group[::-1]):  # alternate who goes first
                     values = scenario.measure(rt)
                     for row, value in values.items():
@@ -141,12 +150,15 @@ def run_scenario(scenario, runtimes, rounds, warmup, log=lambda msg: None):
              "note": getattr(scenario, "note", None)}
         for rt in runtimes:
             r[rt.name] = None if error else stats.summarize(samples[row][rt.name])
+        if vs_bare and bare_samples and not error:
+            r["bare"] = stats.summarize(bare_samples)  # timed in the same rounds
         results.append(r)
     return results
 
 
 def add_ratios(results, bare_median=None, a="ocipy", b="runc"):
-    """ocipy/runc median ratio per ok row; ocipy/bare-start for the rows that ask for it."""
+    """ocipy/runc median ratio per ok row; ocipy/bare-start for the rows that ask for it, to the
+    bare start timed in the row's own rounds when there is one (else `bare_median`)."""
     for r in results:
         ok = r["status"] == "ok"
         med_a = r[a]["median"] if ok and r.get(a) else None
@@ -154,7 +166,8 @@ def add_ratios(results, bare_median=None, a="ocipy", b="runc"):
         r["ratio"] = stats.ratio(med_a, med_b)
         r["meets_target"] = stats.meets(r["ratio"], r.get("target_ratio"))
         if r.get("compare_to_bare"):
-            r["ratio_to_bare"] = stats.ratio(med_a, bare_median)
+            own = r.get("bare")
+            r["ratio_to_bare"] = stats.ratio(med_a, own["median"] if own else bare_median)
             r["bare_target"] = BARE_TARGET
             r["meets_bare_target"] = stats.meets(r["ratio_to_bare"], BARE_TARGET)
     return results
@@ -331,7 +344,7 @@ def main(argv=None):
             log(f"{sc.name} ...")
             rounds = args.heavy_rounds if sc.heavy else args.rounds
             warmup = min(args.warmup, 1) if sc.heavy else args.warmup
-            results += run_scenario(sc, runtimes, rounds, warmup, log=log)
+            results += run_scenario(sc, runtimes, rounds, warmup, log=log, bare=bare)
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: cleaning up")

@@ -413,7 +413,8 @@ class Scenario:
 
 
 class BareStart(Scenario):
-    """The reference: `<ocipy's python> -I -S -c pass`. Measured once per round (not per runtime)."""
+    """The reference: `<ocipy's python> -I -S -c pass`. Measured once per round (not per runtime), at the
+    start of the run and in every round of a scenario with rows compared to it."""
 
     name = "bare-python"
     rows = [("bare python start", "ms", None, False)]

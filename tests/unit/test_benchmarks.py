@@ -125,6 +125,39 @@ def test_run_scenario_alternates_and_summarizes():
     assert sc.torn_down == ["ocipy", "runc"]
 
 
+class FakeBare:
+    """A bare start that returns its next value and records when it was timed, in `calls`."""
+
+    def __init__(self, values, calls):
+        self.values, self.calls = list(values), calls
+
+    def measure(self, rt=None):
+        self.calls.append("bare")
+        return {"bare python start": self.values.pop(0)}
+
+
+def test_bare_start_is_timed_in_the_rounds_of_the_rows_compared_to_it():
+    """The host drifts: each round times the bare start right before the runtimes, and the row's
+    ratio to bare uses those samples, not the run's opening bare row."""
+    sc = Fixed({"ocipy": [99, 2, 4, 6], "runc": [99, 1, 1, 1]})
+    bare = FakeBare([2, 4, 5], sc.calls)
+    rows = run_scenario(sc, [FakeRuntime("ocipy"), FakeRuntime("runc")], rounds=3, warmup=1, bare=bare)
+    assert sc.calls == ["ocipy", "runc", "bare", "ocipy", "runc", "bare", "runc", "ocipy", "bare", "ocipy", "runc"]
+    (row,) = rows
+    assert row["bare"]["samples"] == [2.0, 4.0, 5.0]
+    add_ratios(rows, bare_median=100.0)
+    assert row["ratio_to_bare"] == 1.0  # 4 / 4, not 4 / 100
+
+
+def test_rows_not_compared_to_bare_time_no_bare_start():
+    class NotBare(Fixed):
+        rows = [("fixed", "ms", 1.0, False)]
+
+    sc = NotBare({"ocipy": [1, 1], "runc": [1, 1]})
+    rows = run_scenario(sc, [FakeRuntime("ocipy"), FakeRuntime("runc")], rounds=2, warmup=0, bare=FakeBare([], sc.calls))
+    assert "bare" not in sc.calls and "bare" not in rows[0]
+
+
 def test_exclusive_scenario_runs_one_runtime_after_the_other():
     class Exclusive(Fixed):
         exclusive = True
