@@ -470,24 +470,37 @@ FULL_RESOURCES = {
     "blockIO": {"weight": 300},
 }
 
-# The knobs the kernel may lack (a build option or an I/O scheduler), and the files that carry them
-# on a v1 hierarchy or on cgroup2; neither runtime can apply one that is missing (both fail create).
+# The knobs the kernel may lack (a build option or an I/O scheduler): the v1 files that carry
+# them, and the cgroup2 controller that does. Neither runtime can apply a missing one (both fail).
 OPTIONAL_KNOBS = [
-    (("blockIO", "weight"), ["blkio/blkio.weight", "blkio/blkio.bfq.weight", "unified/io.weight",
-                             "unified/io.bfq.weight", "io.weight", "io.bfq.weight"]),
-    (("memory", "swap"), ["memory/memory.memsw.limit_in_bytes", "unified/memory.swap.max", "memory.swap.max"]),
-    (("memory", "swappiness"), ["memory/memory.swappiness"]),
+    (("blockIO", "weight"), ["blkio/blkio.weight", "blkio/blkio.bfq.weight"], "io"),
+    (("memory", "swap"), ["memory/memory.memsw.limit_in_bytes"], "memory"),
+    (("memory", "swappiness"), ["memory/memory.swappiness"], None),
 ]
+
+
+def _cgroup2_controllers(cgroup_root: str) -> list[str]:
+    """The controllers of the cgroup2 hierarchy (pure v2 at the root, a hybrid host's unified)."""
+    for path in (os.path.join(cgroup_root, "cgroup.controllers"), os.path.join(cgroup_root, "unified", "cgroup.controllers")):
+        try:
+            with open(path) as f:
+                return f.read().split()
+        except OSError:
+            pass
+    return []
 
 
 def host_resources(cgroup_root="/sys/fs/cgroup", full=FULL_RESOURCES):
     """FULL_RESOURCES without the knobs this host's cgroups do not offer, and the JSON paths of those
-    left out. A knob counts as offered if one of its files exists in the root of a hierarchy (v1
-    child cgroups have the root's files; cgroup2 ones a subset, but io and memory are delegated)."""
+    left out. A knob is offered if one of its v1 files exists at the root of its hierarchy (a v1
+    child cgroup has the root's files), or if its controller is in the cgroup2 hierarchy (whose
+    root lacks io.weight and memory.swap.max: those are for child cgroups only)."""
     resources = {section: dict(values) for section, values in full.items()}
+    v2 = _cgroup2_controllers(cgroup_root)
     omitted = []
-    for (section, key), files in OPTIONAL_KNOBS:
-        if key in resources.get(section, {}) and not any(os.path.exists(os.path.join(cgroup_root, f)) for f in files):
+    for (section, key), v1_files, controller in OPTIONAL_KNOBS:
+        offered = any(os.path.exists(os.path.join(cgroup_root, f)) for f in v1_files) or controller in v2
+        if key in resources.get(section, {}) and not offered:
             del resources[section][key]
             omitted.append(f"linux.resources.{section}.{key}")
     return {section: values for section, values in resources.items() if values}, omitted

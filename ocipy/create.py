@@ -112,10 +112,8 @@ def create_container(
         early, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
         cgroup.apply(early)
         notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid, after_stage1)
-        try:
+        if after_stage1 is None:  # else _converse reaped it before writing that limit
             os.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
-        except ChildProcessError:
-            pass  # reaped in _converse
         data = {
             "ociVersion": spec.oci_version,
             "id": container_id,
@@ -196,7 +194,7 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1
             # Read now: once "ready" comes pid 1 is in its execve, which /proc/<pid>/stat waits
             # for (~0.5 ms, the interpreter's memory being unmapped).
             pid_start = proc_start_time(pid)
-            if after_stage1:
+            if after_stage1 is not None:
                 os.waitpid(stage1_pid, 0)  # stage 1 has done its part
                 # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a
                 # real limit, and holds from its first fork on.

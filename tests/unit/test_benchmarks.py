@@ -15,10 +15,12 @@ from benchmarks.scenarios import FULL_RESOURCES, CommandFailed, Runtime, Scenari
 
 # ---------------------------------------------------------------- statistics
 
-def _cgroup_root(tmp_path, files):
+def _cgroup_root(tmp_path, files, controllers=None):
     for f in files:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f).write_text("")
+    if controllers is not None:  # a cgroup2 root: its controllers, none of io.weight or memory.swap.max
+        (tmp_path / "cgroup.controllers").write_text(controllers + "\n")
     return str(tmp_path)
 
 
@@ -39,7 +41,7 @@ def test_host_resources_leaves_out_what_the_host_lacks(tmp_path):
 
 
 def test_host_resources_on_cgroup2(tmp_path):
-    root = _cgroup_root(tmp_path, ["io.weight", "memory.swap.max"])
+    root = _cgroup_root(tmp_path, ["cgroup.procs"], controllers="cpuset cpu io memory pids")
     resources, omitted = host_resources(root)
     assert omitted == ["linux.resources.memory.swappiness"]
     assert resources["blockIO"] == {"weight": 300}

@@ -31,6 +31,7 @@ from .joining import UNIFIED  # noqa: F401 - the managers' key too, re-exported
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
 
+
 class Hierarchy(TupleRecord):
     """One mounted cgroup hierarchy.
 
