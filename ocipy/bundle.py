@@ -17,6 +17,7 @@ from ocipy import jsonfast
 from ocipy import schema as _schema
 from ocipy.errors import ConfigError
 from ocipy.linux.capnames import CAPABILITIES
+from ocipy.linux.rlimitnames import RLIMITS
 from ocipy.schema import pointer as _ptr
 from ocipy.schema import show as _show
 
@@ -29,21 +30,6 @@ __all__ = [
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ocipy.spec import Spec
-
-
-def __getattr__(name: str):
-    """`bundle.RLIMITS` (getrlimit(2) resources by name) as before: it comes from
-    ocipy.linux.process, which imports prctl and ctypes, so only when an rlimit is checked or
-    asked for."""
-    if name == "RLIMITS":
-        return _rlimits()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _rlimits() -> dict:
-    from ocipy.linux.process import RLIMITS
-
-    return RLIMITS
 
 
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -344,7 +330,7 @@ def _check_linux_process(process: dict, problems: _Problems, base: tuple) -> Non
                 problems.warn(_ptr(base + ("capabilities", kind, i)), f"{_show(name)} is not a capability: ignored")
 
     rlimits = _items(process.get("rlimits"))
-    known = _rlimits() if rlimits else {}
+    known = RLIMITS if rlimits else {}
     seen: dict[str, int] = {}
     for i, rlimit in enumerate(rlimits):
         rlimit = _dict(rlimit)

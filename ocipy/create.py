@@ -1,6 +1,8 @@
-"""The parent side of `create`: validate, reserve the id, make the cgroup, fork, answer the children.
+"""The parent side of `create`: fork stage 1, validate, reserve the id, make the cgroup, answer the children.
 
 Conversation with the children over one channel (see init.py):
+  (parent)                 forks stage 1 first: it imports the container side while we validate
+  parent  -> "setup"       the validated config, the cgroup's directories, exec.fifo (and console) fds
   (parent)                 writes the cgroup limits while stage 1 works (a pids.limit below 2 waits)
   stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
   stage 1 -> "pid"         stage 2's host pid; stage 1 exits; (parent writes that pids.limit) -> stage 2 "go"
@@ -8,6 +10,9 @@ Conversation with the children over one channel (see init.py):
   stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
   anyone  -> "error"       parent undoes everything and raises
 A failed create leaves no state directory, cgroup, mount or process behind.
+
+This module imports little at the top: what only the parent needs (validation, the
+cgroup managers) is imported after the fork, so that stage 1 does not wait for it.
 """
 
 from __future__ import annotations
@@ -15,14 +20,12 @@ from __future__ import annotations
 import os
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
-from . import bundle as bundle_mod
-from . import logs
+from . import jsonfast, logs
 from .errors import ConfigError, HookError, OcipyError, SetupError
-from .init import InitContext, stage1
-from .launch import fork_in_cgroup
-from .linux import cgroups, device_rules, idmap, namespaces, syscalls
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
+
+O_PATH = 0o10000000  # os.O_PATH, which Python 3.11 lacks (and syscalls would import ctypes)
 
 
 def create_container(
@@ -36,72 +39,58 @@ def create_container(
     no_new_keyring: bool = False,
     preserve_fds: int = 0,
     cgroup_driver: str = "cgroupfs",
+    before_orphaning=None,
 ) -> ContainerState:
     """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
-    connected socket object."""
+    connected socket object. before_orphaning: a function called while stage 1 works; stage 1
+    does not exit, which hands pid 1 to the nearest subreaper, until it has returned (`run`
+    becomes that subreaper there, importing what it takes while stage 1 works)."""
     bundle = os.path.abspath(bundle)
-    config = bundle_mod.load_config(bundle)
-    for warning in bundle_mod.validate_config(config, bundle):
-        logs.logger.warning(warning)
-    bundle_mod.require_process(config)
-    from .spec import Spec
-
-    spec = Spec.from_dict(config)
-    if spec.linux is None:
-        raise ConfigError("config.json: /linux: is required on Linux")
-    if spec.process.terminal and console_socket is None:
-        raise ConfigError("cannot allocate tty if ocipy will detach without setting console socket")
-    if not spec.process.terminal and console_socket is not None:
-        raise ConfigError("--console-socket is set but process.terminal is false")
-    if spec.linux.intel_rdt:
-        # config-linux.md#intelrdt: without resctrl the runtime MUST generate an error; with it,
-        # ocipy does not implement RDT yet, and says so rather than ignore the request.
-        if not _resctrl_mounted():
-            raise SetupError("linux.intelRdt: no resctrl filesystem is mounted (/sys/fs/resctrl)")
-        raise SetupError("linux.intelRdt: Intel RDT is not supported by ocipy yet")
-    rootfs = spec.root.path if os.path.isabs(spec.root.path) else os.path.join(bundle, spec.root.path)
-
-    state_dir = store.reserve(container_id)
+    # Forked now, stage 1 imports the container side while we validate; but if it will not
+    # be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
+    # once it exists (see stage1_forks_into_cgroup). A glance at config.json decides; a
+    # config that changes meanwhile only costs time (cgroup_join in setup_message).
+    early = stage1_forks_into_cgroup(_glance(bundle))
+    parent_ch, stage1_pid = _fork_stage1() if early else (None, 0)
+    spec = None
+    reserved = False
     cgroup = None
     pid = 0
-    stage1_pid = 0
     console_sock = None
-    parent_ch = child_ch = None
     fifo_fd = None
+    hold_r = hold_w = None
     try:
+        from .linux import cgroups, device_rules
+
+        config, spec, rootfs = _load_and_check(bundle, console_socket)
+        state_dir = store.reserve(container_id)
+        reserved = True
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
         fifo = os.path.join(state_dir, "exec.fifo")
         make_fifo(fifo)
-        fifo_fd = os.open(fifo, syscalls.O_PATH | os.O_CLOEXEC)
+        fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
         if isinstance(console_socket, str):
             console_sock = _connect_console(console_socket)
         elif console_socket is not None:
             console_sock = console_socket
-        parent_ch, child_ch = Channel.pair()
-        ctx = InitContext(
-            container_id=container_id,
-            spec=spec,
-            bundle=bundle,
-            rootfs=rootfs,
-            fifo_fd=fifo_fd,
-            channel=child_ch,
-            cgroup=cgroup,
-            ns_plan=namespaces.plan(spec.linux.namespaces),
-            oci_version=spec.oci_version,
-            console_fd=console_sock.fileno() if console_sock else None,
-            preserve_fds=preserve_fds,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-            annotations=spec.annotations,
-        )
         cgroup.create()
-        stage1_pid, born_in_v2 = fork_in_cgroup(cgroup)
-        if stage1_pid == 0:
-            parent_ch.close()
-            stage1(ctx, born_in_v2)  # never returns
-            os._exit(1)
-        child_ch.close()
-        child_ch = None
+        if early:
+            cgroup_join = "fork" if stage1_forks_into_cgroup(config) else "join"
+        else:
+            parent_ch, stage1_pid, born_in_v2 = _fork_stage1_into(cgroup)
+            cgroup_join = "born" if born_in_v2 else "join"
+        fds = [fifo_fd] + ([console_sock.fileno()] if console_sock is not None else [])
+        if before_orphaning is not None:
+            hold_r, hold_w = os.pipe()  # stage 1 exits once hold_w is closed
+            fds.append(hold_r)
+        setup = setup_message(container_id=container_id, config=config, bundle=bundle, rootfs=rootfs,
+                              cgroup_paths=dict(getattr(cgroup, "paths", None) or {}), cgroup_join=cgroup_join,
+                              console=console_sock is not None, hold=hold_r is not None, preserve_fds=preserve_fds,
+                              no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+        _send_setup(parent_ch, setup, fds)
+        if hold_r is not None:
+            os.close(hold_r)
+            hold_r = None
         if console_sock is not None and isinstance(console_socket, str):
             console_sock.close()
             console_sock = None
@@ -109,9 +98,13 @@ def create_container(
         # the parent would otherwise sit out): no process in the cgroup has done anything yet,
         # and pid 1 does nothing before "go". A pids.limit below 2 waits for stage 1 to leave:
         # it would stop stage 1 forking pid 1.
-        early, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
-        cgroup.apply(early)
-        notify_fd, pid, pid_start = _converse(parent_ch, spec, ctx, stage1_pid, after_stage1)
+        limits_now, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
+        cgroup.apply(limits_now)
+        if before_orphaning is not None:
+            before_orphaning()
+            os.close(hold_w)
+            hold_w = None
+        notify_fd, pid, pid_start = _converse(parent_ch, spec, container_id, bundle, cgroup, stage1_pid, after_stage1)
         if after_stage1 is None:  # else _converse reaped it before writing that limit
             os.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
         data = {
@@ -137,7 +130,8 @@ def create_container(
         return state
     except BaseException as e:
         _undo(pid, stage1_pid, cgroup)
-        store.release(container_id)
+        if reserved:
+            store.release(container_id)
         if isinstance(e, HookError) or (isinstance(e, ChildError) and e.hook):
             # runtime.md: a failed prestart/createRuntime/createContainer hook stops the container
             # and the lifecycle goes on at step 12: destroyed above, then the poststop hooks.
@@ -150,13 +144,136 @@ def create_container(
             raise SetupError(f"unable to create container: {e.strerror if not e.filename else e}") from None
         raise
     finally:
-        if fifo_fd is not None:
-            os.close(fifo_fd)
-        for ch in (parent_ch, child_ch):
-            if ch is not None:
-                ch.close()
+        for fd in (fifo_fd, hold_r, hold_w):
+            if fd is not None:
+                os.close(fd)
+        if parent_ch is not None:
+            parent_ch.close()
         if console_sock is not None and isinstance(console_socket, str):
             console_sock.close()
+
+
+def _load_and_check(bundle: str, console_socket) -> tuple:
+    """(config, Spec, rootfs path) of a valid bundle that create can run; else ConfigError or SetupError."""
+    from . import bundle as bundle_mod
+    from .spec import Spec
+
+    config = bundle_mod.load_config(bundle)
+    for warning in bundle_mod.validate_config(config, bundle):
+        logs.logger.warning(warning)
+    bundle_mod.require_process(config)
+    spec = Spec.from_dict(config)
+    if spec.linux is None:
+        raise ConfigError("config.json: /linux: is required on Linux")
+    if spec.process.terminal and console_socket is None:
+        raise ConfigError("cannot allocate tty if ocipy will detach without setting console socket")
+    if not spec.process.terminal and console_socket is not None:
+        raise ConfigError("--console-socket is set but process.terminal is false")
+    if spec.linux.intel_rdt:
+        # config-linux.md#intelrdt: without resctrl the runtime MUST generate an error; with it,
+        # ocipy does not implement RDT yet, and says so rather than ignore the request.
+        if not _resctrl_mounted():
+            raise SetupError("linux.intelRdt: no resctrl filesystem is mounted (/sys/fs/resctrl)")
+        raise SetupError("linux.intelRdt: Intel RDT is not supported by ocipy yet")
+    rootfs = spec.root.path if os.path.isabs(spec.root.path) else os.path.join(bundle, spec.root.path)
+    return config, spec, rootfs
+
+
+def stage1_forks_into_cgroup(config) -> bool:
+    """Pure: whether stage 1 can fork pid 1 straight into the container's cgroup2 directory
+    (init._fork_pid1), and so be forked before that directory exists. It can while it
+    keeps the host's credentials and cgroup namespace: not with a user namespace, made or
+    joined (the kernel checks a birth in a cgroup against the forker's credentials), nor
+    with a cgroup namespace joined by path. Anything unreadable says yes: validation is
+    what reports it."""
+    try:
+        return not any(ns.get("type") == "user" or (ns.get("type") == "cgroup" and ns.get("path"))
+                       for ns in config["linux"]["namespaces"])
+    except (KeyError, TypeError, AttributeError):
+        return True
+
+
+def _glance(bundle: str):
+    """config.json as JSON, or None: only to choose when to fork (load_config reads it for real)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            return jsonfast.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _fork_stage1() -> tuple[Channel, int]:
+    """Fork stage 1 before anything else: (our end of the channel, its pid).
+
+    It imports the container side (init.py: ctypes, the mount, device and process code,
+    about half of what create imports) on the other CPU while this process validates the
+    config and makes the cgroup, then waits for "setup". It acts on nothing before that,
+    so nothing unvalidated reaches a namespace or a mount; if we give up first, it sees the
+    channel close and exits, or _undo kills it.
+    """
+    parent_ch, child_ch = Channel.pair()
+    try:
+        pid = os.fork()
+    except BaseException:
+        parent_ch.close()
+        child_ch.close()
+        raise
+    if pid == 0:
+        parent_ch.close()
+        try:
+            from .init import stage1_awaiting_setup
+        except BaseException as e:  # noqa: BLE001 - reported as init's other failures are
+            try:
+                child_ch.send({"type": "error", "msg": f"cannot load ocipy's container side: {e}"})
+            finally:
+                os._exit(1)
+        stage1_awaiting_setup(child_ch)  # never returns
+        os._exit(1)
+    child_ch.close()
+    return parent_ch, pid
+
+
+def _fork_stage1_into(cgroup) -> tuple[Channel, int, bool]:
+    """Fork stage 1 into the cgroup made for it, born in its cgroup2 directory where it can be
+    (launch.fork_in_cgroup): (our end of the channel, its pid, whether it was born there).
+    The container side is imported first, here, as a forked child would pay it after."""
+    from .init import stage1_awaiting_setup
+    from .launch import fork_in_cgroup
+
+    parent_ch, child_ch = Channel.pair()
+    try:
+        pid, born_in_v2 = fork_in_cgroup(cgroup)
+    except BaseException:
+        parent_ch.close()
+        child_ch.close()
+        raise
+    if pid == 0:
+        parent_ch.close()
+        stage1_awaiting_setup(child_ch)  # never returns
+        os._exit(1)
+    child_ch.close()
+    return parent_ch, pid, born_in_v2
+
+
+def setup_message(*, container_id: str, config: dict, bundle: str, rootfs: str, cgroup_paths: dict, cgroup_join: str,
+                  console: bool, hold: bool, preserve_fds: int, no_pivot: bool, no_new_keyring: bool) -> dict:
+    """Pure: what we tell stage 1 once the config is valid and the cgroup made. Sent with
+    exec.fifo's fd, then the console socket's if `console`, then if `hold` the read end of a
+    pipe: stage 1 reads it to its end before exiting. `cgroup_join`: how the cgroup2
+    directory, if any, is entered: "born" (stage 1 was born in it), "fork" (stage 1 forks
+    pid 1 into it) or "join" (stage 1 writes itself to its cgroup.procs)."""
+    return {"type": "setup", "id": container_id, "config": config, "bundle": bundle, "rootfs": rootfs,
+            "cgroup": cgroup_paths, "cgroup_join": cgroup_join, "console": console, "hold": hold,
+            "preserve_fds": preserve_fds, "no_pivot": no_pivot, "no_new_keyring": no_new_keyring}
+
+
+def _send_setup(ch: Channel, setup: dict, fds: list[int]) -> None:
+    """Hand stage 1 its setup. If it died first (it reports why before exiting), the send
+    fails: carry on to _converse, which reads that report."""
+    try:
+        ch.send(setup, fds)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def split_pids_limit(resources: dict | None) -> tuple[dict | None, dict | None]:
@@ -171,7 +288,8 @@ def split_pids_limit(resources: dict | None) -> tuple[dict | None, dict | None]:
     return {k: v for k, v in resources.items() if k != "pids"}, {"pids": resources["pids"]}
 
 
-def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1: dict | None) -> tuple[int | None, int, int | None]:
+def _converse(ch: Channel, spec, container_id: str, bundle: str, cgroup, stage1_pid: int,
+              after_stage1: dict | None) -> tuple[int | None, int, int | None]:
     """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid,
     its start time). `after_stage1`: the resources to apply once stage 1 is gone."""
     pid = 0
@@ -184,6 +302,8 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1
         if kind == "error":
             raise ChildError(msg.get("msg"), hook=msg.get("hook", False))
         if kind == "idmap":
+            from .linux import idmap
+
             try:
                 idmap.write_maps(msg["pid"], spec.linux.uid_mappings, spec.linux.gid_mappings)
             except OSError as e:
@@ -198,22 +318,22 @@ def _converse(ch: Channel, spec, ctx: InitContext, stage1_pid: int, after_stage1
                 os.waitpid(stage1_pid, 0)  # stage 1 has done its part
                 # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a
                 # real limit, and holds from its first fork on.
-                ctx.cgroup.apply(after_stage1)
+                cgroup.apply(after_stage1)
             ch.send({"type": "go", "pid": pid})
         elif kind == "hooks":
-            from .linux import network
-
             if spec.linux.net_devices:
+                from .linux import network  # its pyroute2 and syscalls (ctypes) only for a config that needs them
+
                 network.move_devices(spec.linux.net_devices, f"/proc/{pid}/ns/net")
-            state = {"ociVersion": spec.oci_version, "id": ctx.container_id, "status": "creating", "pid": pid, "bundle": ctx.bundle}
+            state = {"ociVersion": spec.oci_version, "id": container_id, "status": "creating", "pid": pid, "bundle": bundle}
             if spec.annotations:
                 state["annotations"] = spec.annotations
             hooks = spec.hooks
             if hooks:
                 from .hooks import run_hooks
 
-                run_hooks(hooks.prestart, state, kind="prestart", cwd=ctx.bundle)
-                run_hooks(hooks.create_runtime, state, kind="createRuntime", cwd=ctx.bundle)
+                run_hooks(hooks.prestart, state, kind="prestart", cwd=bundle)
+                run_hooks(hooks.create_runtime, state, kind="createRuntime", cwd=bundle)
             ch.send({"type": "hooks-done"})
         elif kind == "ready":
             return (fds[0] if fds else None), pid, pid_start

@@ -292,7 +292,7 @@ def exec_stage1(ctx: ExecContext, born_in_v2: bool = False) -> None:
     """Join the container's cgroup and namespaces (pid last, by forking), report the new pid."""
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
-        ctx.cgroup.enter(born_in_v2=born_in_v2)
+        ctx.cgroup.enter(skip_v2=born_in_v2)
         for ns_type, path in ctx.joins:
             namespaces.join(ns_type, path)
             if ns_type == "user":

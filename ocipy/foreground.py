@@ -1,8 +1,10 @@
 """`run` in the foreground: create + start, then stay as the container's reaper.
 
-ocipy becomes a child subreaper before create, so the container's pid 1 (whose
-parent, stage 1 of create, exits) is reparented to us and we can wait() for its
-exit status. Signals we receive are forwarded to it (as runc: all but SIGCHLD,
+ocipy becomes a child subreaper during create, before stage 1 exits (create's
+before_orphaning), so the container's pid 1 (whose parent, stage 1, exits) is
+reparented to us and we can wait() for its exit status. That is done while stage 1
+works, as is importing the syscalls module it takes (ctypes: ~2 ms of `run`).
+Signals we receive are forwarded to it (as runc: all but SIGCHLD,
 SIGWINCH and SIGURG). With `process.terminal` and no --console-socket, we take
 the pty master ourselves and relay it to our own stdin/stdout.
 """
@@ -13,7 +15,6 @@ import select
 import sys
 
 from . import jsonfast
-from .linux import syscalls
 
 _NOT_FORWARDED = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGURG, _signal.SIGKILL, _signal.SIGSTOP}
 
@@ -32,13 +33,23 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
         import socket
 
         own_console, options["console_socket"] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    was_subreaper = syscalls.get_child_subreaper()
-    if not detach and not no_subreaper:
+    was_subreaper = []  # set once we have become the subreaper
+
+    def become_subreaper():
+        from .linux import syscalls
+
+        was_subreaper.append(syscalls.get_child_subreaper())
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+    if not detach and not no_subreaper:
+        options["before_orphaning"] = become_subreaper
     try:
         return _create_start_wait(runtime, container_id, bundle, own_console, detach=detach, keep=keep, options=options)
     finally:
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was_subreaper))
+        if was_subreaper:
+            from .linux import syscalls
+
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was_subreaper[0]))
 
 
 def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, keep, options) -> int:

@@ -2,13 +2,19 @@
 
 Two forked processes, no re-exec of the interpreter:
 
-stage 1  joins the cgroup (born in its v2 directory where it can be: see
-         launch.fork_in_cgroup) and the namespaces given by path, creates the new ones
-         (the user namespace first, so it owns the rest; the parent writes its
-         id maps), then forks stage 2 into the new pid and time namespaces,
-         reports stage 2's host pid, and exits.
-stage 2  is the container's pid 1: mounts, pivots, sets identity, limits,
-         capabilities and seccomp, tells the parent it is ready, then blocks on
+stage 1  is forked first thing in create, before the config is even read: it imports
+         this side's modules (ctypes, the mount and device code: about half of
+         create's imports) while the parent validates the config and makes the
+         cgroup, then waits for the parent's "setup" message (the validated config,
+         the cgroup's directories, exec.fifo and the console socket). It joins the
+         cgroup's v1 hierarchies and the namespaces given by path, creates the new
+         ones (the user namespace first, so it owns the rest; the parent writes its
+         id maps), then forks stage 2 into the new pid and time namespaces and
+         straight into the cgroup2 directory if there is one, reports stage 2's host
+         pid, and exits. With a user namespace (see create.stage1_forks_into_cgroup)
+         stage 1 is forked later instead, into the cgroup the parent made for it.
+stage 2  is the container's pid 1: creates the cgroup namespace, mounts, pivots, sets
+         identity, limits, capabilities and seccomp, tells the parent it is ready, then blocks on
          exec.fifo until `start` opens it, runs startContainer hooks and execs
          the user's process. Without startContainer hooks, the blocking and the
          last steps are done by the waiter of linux/trampoline.py, which stage 2
@@ -23,8 +29,11 @@ from __future__ import annotations
 
 import os
 
+from .errors import SetupError
 from .launch import become_root_in_userns, execute, fail_channel, prepare_process
 from .linux import console, namespaces, network, process, rootfs, syscalls
+from .linux.cgroups.joining import RecordedCgroup
+from .spec import Spec
 from .sync import Channel
 
 # After pivot_root the host's files are out of reach: everything stage 2 runs must be
@@ -39,6 +48,7 @@ class InitContext:
         self, *, container_id: str, spec, bundle: str, rootfs: str, fifo_fd: int, channel: Channel, cgroup,
         ns_plan: namespaces.NamespacePlan, oci_version: str = "1.3.0", console_fd: int | None = None,
         preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, annotations: dict | None = None,
+        cgroup_join: str = "join", hold_fd: int | None = None,
     ):
         self.container_id = container_id
         self.spec = spec  # ocipy.spec.Spec
@@ -46,7 +56,9 @@ class InitContext:
         self.rootfs = rootfs
         self.fifo_fd = fifo_fd  # O_PATH handle on exec.fifo, opened by the parent
         self.channel = channel  # the child end
-        self.cgroup = cgroup  # a cgroup manager
+        self.cgroup = cgroup  # joining.RecordedCgroup: the directories the parent made
+        self.cgroup_join = cgroup_join  # how to enter its cgroup2 directory: see create.setup_message
+        self.hold_fd = hold_fd  # stage 1 reads it to its end before exiting (create's before_orphaning)
         self.ns_plan = ns_plan
         self.oci_version = oci_version
         self.console_fd = console_fd
@@ -54,6 +66,33 @@ class InitContext:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.annotations = annotations or {}
+
+
+def context_from_setup(msg: dict, fds: list, channel: Channel) -> InitContext:
+    """The InitContext of a "setup" message (create.setup_message) and the fds that came with it."""
+    if msg.get("type") != "setup" or len(fds) != 1 + bool(msg["console"]) + bool(msg["hold"]):
+        raise SetupError(f"unexpected message from ocipy create: {msg.get('type')!r} with {len(fds)} fds")
+    for fd in fds:
+        os.set_inheritable(fd, False)  # as the parent holds them: only the last steps pass them on
+    spec = Spec.from_dict(msg["config"])
+    return InitContext(
+        container_id=msg["id"],
+        spec=spec,
+        bundle=msg["bundle"],
+        rootfs=msg["rootfs"],
+        fifo_fd=fds[0],
+        channel=channel,
+        cgroup=RecordedCgroup({"paths": msg["cgroup"]}),
+        ns_plan=namespaces.plan(spec.linux.namespaces),
+        oci_version=spec.oci_version,
+        console_fd=fds[1] if msg["console"] else None,
+        hold_fd=fds[-1] if msg["hold"] else None,
+        preserve_fds=msg["preserve_fds"],
+        no_pivot=msg["no_pivot"],
+        no_new_keyring=msg["no_new_keyring"],
+        annotations=spec.annotations,
+        cgroup_join=msg["cgroup_join"],
+    )
 
 
 def _hooks(spec, kind: str) -> list:
@@ -71,14 +110,29 @@ def _hook_runner(spec):
 
 
 # --- stage 1 -----------------------------------------------------------------------
-def stage1(ctx: InitContext, born_in_v2: bool = False) -> None:
+def stage1_awaiting_setup(channel: Channel) -> None:
+    """Stage 1 from its fork at the start of create (this module's imports are done by
+    then): wait for the parent's "setup", or exit quietly if the parent gives up first
+    (an invalid config, an id in use), then go on as stage 1. Never returns."""
+    try:
+        msg, fds = channel.recv()
+        if msg is None:
+            os._exit(0)
+        ctx = context_from_setup(msg, fds, channel)
+    except BaseException as e:  # noqa: BLE001 - a child must report everything
+        fail_channel(channel, e)
+    stage1(ctx)
+
+
+def stage1(ctx: InitContext) -> None:
     try:
         # Non-dumpable before entering any container namespace: a process in the container
         # cannot ptrace us or open /proc/<pid>/exe of the host's interpreter. (The forked
         # child does it, so a library caller of Runtime.create keeps its own setting.)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
         plan = ctx.ns_plan
-        ctx.cgroup.enter(born_in_v2=born_in_v2)
+        v2_fd = _open_v2_dir(ctx.cgroup.v2_dir()) if ctx.cgroup_join == "fork" else None
+        ctx.cgroup.enter(skip_v2=ctx.cgroup_join == "born" or v2_fd is not None)
         for ns_type, path in plan.join:
             namespaces.join(ns_type, path)
             if ns_type == "user":
@@ -95,13 +149,47 @@ def stage1(ctx: InitContext, born_in_v2: bool = False) -> None:
         # A credential change (becoming root in a user namespace) resets dumpable: set it again
         # before pid 1 exists.
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
-        pid = os.fork()
+        pid = _fork_pid1(v2_fd, ctx.cgroup)
         if pid == 0:
             stage2(ctx)
         ctx.channel.send({"type": "pid", "pid": pid})
+        if ctx.hold_fd is not None:
+            os.read(ctx.hold_fd, 1)  # until the parent closes its end
     except BaseException as e:  # noqa: BLE001 - a child must report everything
         fail_channel(ctx.channel, e)
     os._exit(0)
+
+
+def _open_v2_dir(directory: str | None) -> int | None:
+    """An fd on the cgroup2 directory (None without one) that pid 1 is to be born in, while
+    stage 1 stays out: stage 1 was forked before the cgroup existed, and moving a process
+    by cgroup.procs can wait ~10 ms for the kernel's migration lock (syscalls.fork_into_cgroup).
+    The parent asks for this only while stage 1 keeps the host's credentials
+    (create.stage1_forks_into_cgroup)."""
+    if directory is None:
+        return None
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SetupError(f"cannot open cgroup {directory}: {os.strerror(e.errno)}") from None
+
+
+def _fork_pid1(v2_fd: int | None, cgroup: RecordedCgroup) -> int:
+    """os.fork(), with the child born in the cgroup2 directory `v2_fd` if given. A kernel
+    without clone3's CLONE_INTO_CGROUP (before 5.7) gets the cgroup.procs write instead,
+    which stage 1 may still do: `v2_fd` is only given while it keeps the host's credentials."""
+    if v2_fd is None:
+        return os.fork()
+    try:
+        pid = syscalls.fork_into_cgroup(v2_fd)
+        if pid is None:
+            cgroup.enter()  # its v1 hierarchies again (a no-op), and cgroup.procs
+            pid = os.fork()
+    except OSError as e:
+        raise SetupError(f"cannot add process to cgroup {cgroup.v2_dir()}: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(v2_fd)  # in both processes
+    return pid
 
 
 # --- stage 2: the container's pid 1 --------------------------------------------------
@@ -118,6 +206,10 @@ def _setup_and_exec(ctx: InitContext) -> None:
     plan = ctx.ns_plan
     ch = ctx.channel
     run_hooks = _hook_runner(spec)
+    if ctx.hold_fd is not None:
+        os.close(ctx.hold_fd)  # stage 1's
+    if plan.new_cgroup:  # rooted at the cgroup we were born in (see NamespacePlan)
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     ch.expect("go")
 
     os.setsid()

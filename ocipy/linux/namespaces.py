@@ -27,14 +27,26 @@ JOIN_ORDER = ["user", "ipc", "uts", "network", "cgroup", "pid", "time", "mount"]
 
 
 class NamespacePlan(Record):
+    """Who makes what: stage 1 creates the user namespace, then `unshare_flags`; the
+    container's pid 1 creates the cgroup namespace itself (`new_cgroup`), since only it is
+    sure to be in the container's cgroups by then (it may be born into its cgroup2
+    directory while stage 1 stays out: see init.py), and a cgroup namespace's root is
+    the cgroup of the process that creates it."""
+
     new_user: bool = False
-    unshare_flags: int = 0  # everything new except the user namespace
+    unshare_flags: int = 0  # what stage 1 unshares: everything new but the user and cgroup namespaces
+    new_cgroup: bool = False
     join: list = None  # [(type, path)] in JOIN_ORDER
 
     def is_new(self, ns_type: str) -> bool:
         if ns_type == "user":
             return self.new_user
+        if ns_type == "cgroup":
+            return self.new_cgroup
         return bool(self.unshare_flags & FLAGS[ns_type])
+
+    def joins(self, ns_type: str) -> bool:
+        return any(t == ns_type for t, _ in self.join)
 
 
 def plan(namespaces) -> NamespacePlan:
@@ -46,6 +58,8 @@ def plan(namespaces) -> NamespacePlan:
             joins[ns.type] = ns.path
         elif ns.type == "user":
             p.new_user = True
+        elif ns.type == "cgroup":
+            p.new_cgroup = True
         else:
             p.unshare_flags |= FLAGS[ns.type]
     p.join = [(t, joins[t]) for t in JOIN_ORDER if t in joins]

@@ -244,7 +244,7 @@ def _stage1_report(manager) -> tuple[int, str]:
     if pid == 0:  # pragma: no cover - the child
         os.close(r)
         try:
-            manager.enter(born_in_v2=born)
+            manager.enter(skip_v2=born)
             os.write(w, f"{born} {own_v2_path(os.getpid())}".encode())
         finally:
             os._exit(0)

@@ -169,6 +169,38 @@ def test_user_namespace_mappings(ocipy, bundle):
     assert rows[0] == ["0", "100000", "65536"] and rows[1] == ["0", "200000", "65536"] and rows[2] == ["0"]
 
 
+def _own_cgroups() -> dict:
+    """hierarchy id -> this process's cgroup path, from /proc/self/cgroup."""
+    with open("/proc/self/cgroup") as f:
+        return {line.split(":", 2)[0]: line.rstrip("\n").split(":", 2)[2] for line in f}
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["stage1-forks-pid1-into-cgroup2", "stage1-born-in-cgroup2"])
+def test_container_process_is_in_its_cgroup_in_every_hierarchy(ocipy, bundle, userns):
+    """pid 1 lands in the container's cgroup in each hierarchy, the cgroup2 one too, whichever
+    way create forks its stages (without a user namespace stage 1 is forked before the
+    cgroup exists, and forks pid 1 into it; with one, stage 1 is forked into it)."""
+    if userns:
+        for parent in bundle.path.parents:
+            if parent == parent.parent:
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o011)
+        bundle.config["linux"]["namespaces"].append({"type": "user"})
+        bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    rel = bundle.config["linux"]["cgroupsPath"]
+    seen = dict(line.split(":", 2)[0::2] for line in run_and_read(ocipy, bundle, "cat /proc/self/cgroup").splitlines())
+    ours = _own_cgroups()
+    with open("/proc/self/mountinfo") as f:
+        has_cgroup2 = " - cgroup2 " in f.read()
+    assert seen.keys() == ours.keys()
+    for hierarchy, path in ours.items():
+        if hierarchy == "0" and not has_cgroup2:
+            continue  # the kernel lists a cgroup2 line with no such hierarchy mounted
+        assert seen[hierarchy] == f"{path.rstrip('/')}/{rel}", (hierarchy, seen[hierarchy])
+
+
 def test_mounts_readonly_root_masked_and_readonly_paths(ocipy, bundle):
     cfg = bundle.config
     cfg["root"]["readonly"] = True

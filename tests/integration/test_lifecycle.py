@@ -190,6 +190,31 @@ def test_library_drives_a_container_without_a_subprocess(runtime, bundle, tmp_pa
     assert container_dirs(runtime.root) == []
 
 
+def test_stage1_holds_pid_1_until_before_orphaning_returns(runtime, bundle):
+    """`run` becomes pid 1's subreaper in create's before_orphaning, while stage 1 works. Stage 1
+    must not exit, which hands pid 1 to whoever reaps orphans, before that has returned, however
+    long it takes: else `run` could not wait for its container."""
+    from ocipy.linux import syscalls
+
+    bundle.args("sh", "-c", "exit 3").write()
+    was = syscalls.get_child_subreaper()
+
+    def slow_subreaper():
+        time.sleep(0.3)  # stage 1 would long have exited
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+    try:
+        c = runtime.create("hold1", str(bundle.path), before_orphaning=slow_subreaper)
+        with open(f"/proc/{c.pid}/status") as f:
+            ppid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+        assert ppid == os.getpid()
+        c.start()
+        assert os.waitstatus_to_exitcode(os.waitpid(c.pid, 0)[1]) == 3  # ours to reap
+    finally:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was))
+        runtime.delete("hold1", force=True)
+
+
 def test_cgroup_manager_disabled_runs_without_a_cgroup(ocipy, bundle):
     bundle.shell("cat /proc/self/cgroup").write()
     r = ocipy("--cgroup-manager", "disabled", "run", "--bundle", bundle.path, "nocg")

@@ -670,10 +670,11 @@ def test_config_is_not_modified():
     assert config == before
 
 
-def test_rlimits_still_importable_from_bundle():
+def test_rlimits_still_importable_from_bundle_and_process():
     from ocipy.linux.process import RLIMITS
 
     assert bundle.RLIMITS is RLIMITS
+    assert RLIMITS["RLIMIT_NOFILE"] == 7
 
 
 def test_missing_config_path_spelled_as_before(tmp_path, monkeypatch):

@@ -29,14 +29,14 @@ def _written(paths):
     return out
 
 
-@pytest.mark.parametrize("born_in_v2", [False, True])
-def test_hybrid_record_moves_the_thread_through_tasks(tmp_path, born_in_v2):
+@pytest.mark.parametrize("skip_v2", [False, True])
+def test_hybrid_record_moves_the_thread_through_tasks(tmp_path, skip_v2):
     paths = _tree(tmp_path, ["memory", "pids", "name=systemd", "unified"])
     cg = RecordedCgroup({"version": 1, "driver": "cgroupfs", "paths": paths})
     assert cg.v2_dir() == paths["unified"]
-    cg.enter(born_in_v2=born_in_v2)
+    cg.enter(skip_v2=skip_v2)
     want = {"memory": "tasks", "pids": "tasks", "name=systemd": "tasks"}
-    if not born_in_v2:
+    if not skip_v2:
         want["unified"] = "cgroup.procs"
     assert _written(paths) == want
 
@@ -44,9 +44,9 @@ def test_hybrid_record_moves_the_thread_through_tasks(tmp_path, born_in_v2):
 def test_v2_record_writes_cgroup_procs_unless_born_there(tmp_path):
     paths = _tree(tmp_path, ["unified"])
     cg = RecordedCgroup({"version": 2, "driver": "systemd", "paths": paths})
-    cg.enter(born_in_v2=True)
+    cg.enter(skip_v2=True)
     assert _written(paths) == {}
-    cg.enter(born_in_v2=False)
+    cg.enter(skip_v2=False)
     assert _written(paths) == {"unified": "cgroup.procs"}
 
 

@@ -225,8 +225,8 @@ def test_v1_add_process_writes_every_hierarchy(v1tree):
     assert m.pids() == [4242]
 
 
-@pytest.mark.parametrize("born_in_v2", [False, True])
-def test_v1_enter_moves_the_thread_through_tasks(v1tree, born_in_v2):
+@pytest.mark.parametrize("skip_v2", [False, True])
+def test_v1_enter_moves_the_thread_through_tasks(v1tree, skip_v2):
     """v1 hierarchies through `tasks` ("0": the calling thread, no global lock); the unified twin
     of a hybrid host through cgroup.procs, which a process born there skips."""
     m, root = v1tree
@@ -234,15 +234,15 @@ def test_v1_enter_moves_the_thread_through_tasks(v1tree, born_in_v2):
         put(root / ctrl / "ctr" / "tasks", "")
     put(root / "unified" / "ctr" / "cgroup.procs", "")
     m.paths[cg.UNIFIED] = str(root / "unified" / "ctr")
-    m.enter(born_in_v2=born_in_v2)
+    m.enter(skip_v2=skip_v2)
     for ctrl in ("memory", "cpu", "pids", "devices"):
         assert (get(root / ctrl / "ctr" / "tasks"), get(root / ctrl / "ctr" / "cgroup.procs")) == ("0", "")
-    assert get(root / "unified" / "ctr" / "cgroup.procs") == ("" if born_in_v2 else "0")
+    assert get(root / "unified" / "ctr" / "cgroup.procs") == ("" if skip_v2 else "0")
 
 
 def test_v2_enter_writes_cgroup_procs_unless_born_there(v2tree):
     m, root, c = v2tree
-    m.enter(born_in_v2=True)
+    m.enter(skip_v2=True)
     assert get(c / "cgroup.procs") == ""
     m.enter()
     assert get(c / "cgroup.procs") == "0"  # the calling process

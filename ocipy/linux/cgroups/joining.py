@@ -29,18 +29,19 @@ class RecordedCgroup:
         unified twin); None without one."""
         return self.paths.get(UNIFIED)
 
-    def enter(self, *, born_in_v2: bool = False) -> None:
-        enter(self.paths, born_in_v2=born_in_v2)
+    def enter(self, *, skip_v2: bool = False) -> None:
+        enter(self.paths, skip_v2=skip_v2)
 
 
-def enter(paths: dict, *, born_in_v2: bool = False) -> None:
+def enter(paths: dict, *, skip_v2: bool = False) -> None:
     """Move the calling process, which must have one thread, into every directory of `paths`
     (what the managers' enter() does too): a v1 hierarchy by moving the thread through
     `tasks`, which the kernel does without its global migration lock; the cgroup2 directory
-    through cgroup.procs, unless the process was born there."""
+    through cgroup.procs, unless `skip_v2`: the process was born there, or it leaves that
+    directory to a child it will fork into it (both with syscalls.fork_into_cgroup)."""
     for d in join_order(paths):
         if d == paths.get(UNIFIED):
-            if born_in_v2:
+            if skip_v2:
                 continue
             name = "cgroup.procs"  # a v2 directory: one thread cannot leave its process's domain
         else:

@@ -330,14 +330,14 @@ class CgroupManager:
         unified twin), where a process can be born (syscalls.fork_into_cgroup); None without one."""
         return self.paths.get(UNIFIED)
 
-    def enter(self, *, born_in_v2: bool = False) -> None:
+    def enter(self, *, skip_v2: bool = False) -> None:
         """Move the calling process, which must have a single thread, into every hierarchy of
-        the container's cgroup; `born_in_v2`: it already is in v2_dir().
+        the container's cgroup; `skip_v2`: not v2_dir() (see joining.enter).
 
         Unlike add_process, this avoids the kernel's global migration lock where it can (a
         wait of up to ~20 ms, see syscalls.fork_into_cgroup): a v1 hierarchy by moving the
         one thread through `tasks`, which the kernel does without that lock (joining.enter)."""
-        joining.enter(self.paths, born_in_v2=born_in_v2)
+        joining.enter(self.paths, skip_v2=skip_v2)
 
     def pids(self) -> list[int]:
         raise NotImplementedError
@@ -435,7 +435,7 @@ class DisabledManager(CgroupManager):
     def add_process(self, pid: int) -> None:
         pass
 
-    def enter(self, *, born_in_v2: bool = False) -> None:
+    def enter(self, *, skip_v2: bool = False) -> None:
         pass
 
     def pids(self) -> list[int]:

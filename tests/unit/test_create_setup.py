@@ -1,0 +1,118 @@
+"""How create hands stage 1 its work: when stage 1 is forked, and the "setup" message (ocipy/create.py, ocipy/init.py)."""
+
+import os
+import struct
+
+import pytest
+
+from ocipy import defaults
+from ocipy.create import setup_message, stage1_forks_into_cgroup
+from ocipy.errors import SetupError
+from ocipy.init import context_from_setup
+from ocipy.sync import PACKET, Channel, split_packets
+
+
+def _config(*namespaces):
+    config = defaults.default_config(terminal=False, args=["true"])
+    config["linux"]["namespaces"] = list(namespaces)
+    return config
+
+
+@pytest.mark.parametrize("namespaces", [
+    [{"type": "pid"}, {"type": "mount"}, {"type": "network"}],
+    [{"type": "pid"}, {"type": "cgroup"}],
+    [{"type": "network", "path": "/proc/1/ns/net"}, {"type": "mount"}],  # a pod's shared netns
+])
+def test_stage1_forks_pid1_into_the_cgroup_while_it_keeps_the_hosts_credentials(namespaces):
+    assert stage1_forks_into_cgroup(_config(*namespaces))
+
+
+@pytest.mark.parametrize("namespaces", [
+    [{"type": "pid"}, {"type": "user"}],
+    [{"type": "pid"}, {"type": "user", "path": "/proc/1/ns/user"}],
+    [{"type": "pid"}, {"type": "cgroup", "path": "/proc/1/ns/cgroup"}],
+])
+def test_a_user_namespace_or_a_joined_cgroup_namespace_forks_stage1_into_the_cgroup(namespaces):
+    assert not stage1_forks_into_cgroup(_config(*namespaces))
+
+
+@pytest.mark.parametrize("config", [None, {}, {"linux": None}, {"linux": {"namespaces": "pid"}}, [1, 2]])
+def test_an_unreadable_config_leaves_the_error_to_validation(config):
+    assert stage1_forks_into_cgroup(config)
+
+
+def _setup(config, *, console, hold=False):
+    return setup_message(container_id="c1", config=config, bundle="/b", rootfs="/b/rootfs",
+                         cgroup_paths={"memory": "/sys/fs/cgroup/memory/x", "unified": "/sys/fs/cgroup/unified/x"},
+                         cgroup_join="fork", console=console, hold=hold, preserve_fds=2, no_pivot=True,
+                         no_new_keyring=False)
+
+
+def test_stage1_builds_its_context_from_the_setup_message():
+    config = _config({"type": "pid"}, {"type": "cgroup"})
+    config["annotations"] = {"a": "b"}
+    r, w = os.pipe()
+    try:
+        ctx = context_from_setup(_setup(config, console=True), [r, w], channel=None)
+        assert (ctx.container_id, ctx.bundle, ctx.rootfs) == ("c1", "/b", "/b/rootfs")
+        assert (ctx.fifo_fd, ctx.console_fd, ctx.hold_fd) == (r, w, None)
+        assert not os.get_inheritable(r) and not os.get_inheritable(w)
+        assert ctx.cgroup.v2_dir() == "/sys/fs/cgroup/unified/x" and ctx.cgroup_join == "fork"
+        assert ctx.spec.process.args == ["true"] and ctx.annotations == {"a": "b"}
+        assert ctx.ns_plan.is_new("pid") and ctx.ns_plan.new_cgroup
+        assert (ctx.preserve_fds, ctx.no_pivot, ctx.no_new_keyring) == (2, True, False)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_hold_fd_comes_last():
+    r, w = os.pipe()
+    try:
+        ctx = context_from_setup(_setup(_config({"type": "pid"}), console=False, hold=True), [r, w], channel=None)
+        assert (ctx.fifo_fd, ctx.console_fd, ctx.hold_fd) == (r, None, w)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_setup_without_its_fds_is_refused():
+    with pytest.raises(SetupError, match="unexpected message"):
+        context_from_setup(_setup(_config({"type": "pid"}), console=True), [5], channel=None)
+
+
+def test_split_packets():
+    data = bytes(range(256)) * 600  # 153600 bytes
+    packets = split_packets(data)
+    assert [len(p) for p in packets] == [PACKET, PACKET, len(data) - 2 * PACKET]
+    assert b"".join(packets) == data
+
+
+def test_a_message_longer_than_a_packet_arrives_whole_with_its_fds():
+    """A config with a large seccomp profile does not fit one SEQPACKET packet."""
+    a, b = Channel.pair()
+    r, w = os.pipe()
+    try:
+        msg = {"type": "setup", "config": {"blob": "x" * (3 * PACKET)}}
+        a.send(msg, [r])
+        a.send({"type": "next"})
+        got, fds = b.recv()
+        assert got == msg and len(fds) == 1
+        assert os.path.sameopenfile(fds[0], r)
+        os.close(fds[0])
+        assert b.recv() == ({"type": "next"}, [])
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        a.close()
+        b.close()
+
+
+def test_a_sender_dying_halfway_reads_as_eof():
+    a, b = Channel.pair()
+    data = b'{"type": "setup", "x": "' + b"y" * (2 * PACKET) + b'"}'
+    a.sock.send(struct.pack("=cQ", b"\0", len(data)))
+    a.sock.send(data[:PACKET])
+    a.close()
+    assert b.recv() == (None, [])
+    b.close()
