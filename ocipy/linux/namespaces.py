@@ -45,9 +45,6 @@ class NamespacePlan(Record):
             return self.new_cgroup
         return bool(self.unshare_flags & FLAGS[ns_type])
 
-    def joins(self, ns_type: str) -> bool:
-        return any(t == ns_type for t, _ in self.join)
-
 
 def plan(namespaces) -> NamespacePlan:
     """Pure: split linux.namespaces into namespaces to join (by path) and to create."""

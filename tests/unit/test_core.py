@@ -79,7 +79,6 @@ def test_namespace_plan_splits_new_and_joined_in_join_order():
     assert not plan.new_user
     assert plan.is_new("mount") and plan.is_new("pid") and plan.is_new("time")
     assert not plan.is_new("network") and not plan.is_new("uts")
-    assert plan.joins("user") and not plan.joins("pid")
 
 
 def test_namespace_plan_leaves_the_cgroup_namespace_to_pid_1():
