@@ -48,10 +48,10 @@ def create_container(
     bundle = os.path.abspath(bundle)
     # Forked now, stage 1 imports the container side while we validate; but if it will not
     # be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
-    # once it exists (see stage1_forks_into_cgroup). A glance at config.json decides; a
-    # config that changes meanwhile only costs time (cgroup_join in setup_message).
-    early = stage1_forks_into_cgroup(_glance(bundle))
-    parent_ch, stage1_pid = _fork_stage1() if early else (None, 0)
+    # once it exists (see stage1_forks_into_cgroup). The config, read now, decides.
+    read = _read_config(bundle)
+    early = stage1_forks_into_cgroup(read)
+    parent_ch, stage1_pid, _ = _fork_stage1() if early else (None, 0, False)
     spec = None
     reserved = False
     cgroup = None
@@ -62,7 +62,7 @@ def create_container(
     try:
         from .linux import cgroups, device_rules
 
-        config, spec, rootfs = _load_and_check(bundle, console_socket)
+        config, spec, rootfs = _load_and_check(bundle, read, console_socket)
         state_dir = store.reserve(container_id)
         reserved = True
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
@@ -74,10 +74,10 @@ def create_container(
         elif console_socket is not None:
             console_sock = console_socket
         cgroup.create()
-        if early:
+        if early:  # "join" only for a config that _read_config could not read and load_config could
             cgroup_join = "fork" if stage1_forks_into_cgroup(config) else "join"
         else:
-            parent_ch, stage1_pid, born_in_v2 = _fork_stage1_into(cgroup)
+            parent_ch, stage1_pid, born_in_v2 = _fork_stage1(cgroup)
             cgroup_join = "born" if born_in_v2 else "join"
         fds = [fifo_fd] + ([console_sock.fileno()] if console_sock is not None else [])
         if before_orphaning is not None:
@@ -153,12 +153,13 @@ def create_container(
             console_sock.close()
 
 
-def _load_and_check(bundle: str, console_socket) -> tuple:
-    """(config, Spec, rootfs path) of a valid bundle that create can run; else ConfigError or SetupError."""
+def _load_and_check(bundle: str, read, console_socket) -> tuple:
+    """(config, Spec, rootfs path) of a valid bundle that create can run; else ConfigError or
+    SetupError. `read`: config.json as _read_config read it, or None to read it here."""
     from . import bundle as bundle_mod
     from .spec import Spec
 
-    config = bundle_mod.load_config(bundle)
+    config = read if read is not None else bundle_mod.load_config(bundle)
     for warning in bundle_mod.validate_config(config, bundle):
         logs.logger.warning(warning)
     bundle_mod.require_process(config)
@@ -193,27 +194,34 @@ def stage1_forks_into_cgroup(config) -> bool:
         return True
 
 
-def _glance(bundle: str):
-    """config.json as JSON, or None: only to choose when to fork (load_config reads it for real)."""
+def _read_config(bundle: str):
+    """config.json parsed, or None for bundle.load_config to read again and say what is wrong
+    (before the fork, bundle.py and its schema are not imported yet)."""
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            return jsonfast.loads(f.read())
-    except (OSError, ValueError):
+            return jsonfast.loads(f.read().decode())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
 
 
-def _fork_stage1() -> tuple[Channel, int]:
-    """Fork stage 1 before anything else: (our end of the channel, its pid).
+def _fork_stage1(cgroup=None) -> tuple[Channel, int, bool]:
+    """Fork stage 1: (our end of the channel, its pid, whether it was born in the cgroup2 directory).
 
-    It imports the container side (init.py: ctypes, the mount, device and process code,
-    about half of what create imports) on the other CPU while this process validates the
-    config and makes the cgroup, then waits for "setup". It acts on nothing before that,
-    so nothing unvalidated reaches a namespace or a mount; if we give up first, it sees the
-    channel close and exits, or _undo kills it.
+    Without `cgroup`, before anything else: stage 1 imports the container side (init.py:
+    ctypes, the mount, device and process code, about half of what create imports) on
+    the other CPU while this process validates the config and makes the cgroup, then
+    waits for "setup". It acts on nothing before that, so nothing unvalidated reaches a
+    namespace or a mount; if we give up first, it sees the channel close and exits, or
+    _undo kills it. With `cgroup` (see stage1_forks_into_cgroup), into that cgroup, born in
+    its cgroup2 directory where it can be (launch.fork_in_cgroup), the container side
+    imported here first, as a forked child would pay it after.
     """
+    if cgroup is not None:
+        from . import init  # noqa: F401 - see above
+        from .launch import fork_in_cgroup
     parent_ch, child_ch = Channel.pair()
     try:
-        pid = os.fork()
+        pid, born_in_v2 = fork_in_cgroup(cgroup) if cgroup is not None else (os.fork(), False)
     except BaseException:
         parent_ch.close()
         child_ch.close()
@@ -227,28 +235,6 @@ def _fork_stage1() -> tuple[Channel, int]:
                 child_ch.send({"type": "error", "msg": f"cannot load ocipy's container side: {e}"})
             finally:
                 os._exit(1)
-        stage1_awaiting_setup(child_ch)  # never returns
-        os._exit(1)
-    child_ch.close()
-    return parent_ch, pid
-
-
-def _fork_stage1_into(cgroup) -> tuple[Channel, int, bool]:
-    """Fork stage 1 into the cgroup made for it, born in its cgroup2 directory where it can be
-    (launch.fork_in_cgroup): (our end of the channel, its pid, whether it was born there).
-    The container side is imported first, here, as a forked child would pay it after."""
-    from .init import stage1_awaiting_setup
-    from .launch import fork_in_cgroup
-
-    parent_ch, child_ch = Channel.pair()
-    try:
-        pid, born_in_v2 = fork_in_cgroup(cgroup)
-    except BaseException:
-        parent_ch.close()
-        child_ch.close()
-        raise
-    if pid == 0:
-        parent_ch.close()
         stage1_awaiting_setup(child_ch)  # never returns
         os._exit(1)
     child_ch.close()

@@ -153,17 +153,22 @@ def test_join_namespace_by_path(ocipy, bundle, tmp_path, busybox_rootfs):
     assert ocipy("delete", "--force", "first").returncode == 0
 
 
-def test_user_namespace_mappings(ocipy, bundle):
-    # The mapped root (host uid 100000) must be able to reach the rootfs, as under runc.
+def _use_user_namespace(bundle, *, uid_host: int, gid_host: int) -> None:
+    """A new user namespace mapping 0-65535 to uid_host.. and gid_host.."""
+    # The mapped root must be able to reach the rootfs, as under runc.
     for parent in bundle.path.parents:
         if parent == parent.parent:
             break
         os.chmod(parent, os.stat(parent).st_mode | 0o011)
     bundle.config["linux"]["namespaces"].append({"type": "user"})
-    bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid_host, "size": 65536}]
+    bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid_host, "size": 65536}]
     # A host-root-owned rootfs is fine to read through the mapping; /sys needs a bind in a user ns.
     bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+
+
+def test_user_namespace_mappings(ocipy, bundle):
+    _use_user_namespace(bundle, uid_host=100000, gid_host=200000)
     out = run_and_read(ocipy, bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
     rows = [line.split() for line in out.splitlines()]
     assert rows[0] == ["0", "100000", "65536"] and rows[1] == ["0", "200000", "65536"] and rows[2] == ["0"]
@@ -181,14 +186,7 @@ def test_container_process_is_in_its_cgroup_in_every_hierarchy(ocipy, bundle, us
     way create forks its stages (without a user namespace stage 1 is forked before the
     cgroup exists, and forks pid 1 into it; with one, stage 1 is forked into it)."""
     if userns:
-        for parent in bundle.path.parents:
-            if parent == parent.parent:
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o011)
-        bundle.config["linux"]["namespaces"].append({"type": "user"})
-        bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+        _use_user_namespace(bundle, uid_host=100000, gid_host=100000)
     rel = bundle.config["linux"]["cgroupsPath"]
     seen = dict(line.split(":", 2)[0::2] for line in run_and_read(ocipy, bundle, "cat /proc/self/cgroup").splitlines())
     ours = _own_cgroups()
