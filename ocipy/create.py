@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
-from . import jsonfast, logs
+from . import logs, prefork
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
@@ -40,18 +40,21 @@ def create_container(
     preserve_fds: int = 0,
     cgroup_driver: str = "cgroupfs",
     before_orphaning=None,
+    stage1: prefork.Stage1 | None = None,
 ) -> ContainerState:
     """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
     connected socket object. before_orphaning: a function called while stage 1 works; stage 1
     does not exit, which hands pid 1 to the nearest subreaper, until it has returned (`run`
-    becomes that subreaper there, importing what it takes while stage 1 works)."""
+    becomes that subreaper there, importing what it takes while stage 1 works). stage1:
+    what prefork.start(bundle) returned, before the caller imported the rest of ocipy (as
+    the CLI does); create owns it from here. Without it, create calls prefork.start itself.
+    """
+    # Forked first, stage 1 imports the container side while we validate; but if it will
+    # not be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
+    # once it exists (see prefork.forks_into_cgroup). The config, read then, decides.
+    parent_ch, stage1_pid, read = (stage1 or prefork.start(bundle)).take()
+    early = parent_ch is not None
     bundle = os.path.abspath(bundle)
-    # Forked now, stage 1 imports the container side while we validate; but if it will not
-    # be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
-    # once it exists (see stage1_forks_into_cgroup). The config, read now, decides.
-    read = _read_config(bundle)
-    early = stage1_forks_into_cgroup(read)
-    parent_ch, stage1_pid, _ = _fork_stage1() if early else (None, 0, False)
     spec = None
     reserved = False
     cgroup = None
@@ -74,8 +77,8 @@ def create_container(
         elif console_socket is not None:
             console_sock = console_socket
         cgroup.create()
-        if early:  # "join" only for a config that _read_config could not read and load_config could
-            cgroup_join = "fork" if stage1_forks_into_cgroup(config) else "join"
+        if early:  # "join" only for a config that prefork could not read and load_config could
+            cgroup_join = "fork" if prefork.forks_into_cgroup(config) else "join"
         else:
             parent_ch, stage1_pid, born_in_v2 = _fork_stage1(cgroup)
             cgroup_join = "born" if born_in_v2 else "join"
@@ -155,7 +158,7 @@ def create_container(
 
 def _load_and_check(bundle: str, read, console_socket) -> tuple:
     """(config, Spec, rootfs path) of a valid bundle that create can run; else ConfigError or
-    SetupError. `read`: config.json as _read_config read it, or None to read it here."""
+    SetupError. `read`: config.json as prefork read it, or None to read it here."""
     from . import bundle as bundle_mod
     from .spec import Spec
 
@@ -180,63 +183,25 @@ def _load_and_check(bundle: str, read, console_socket) -> tuple:
     return config, spec, rootfs
 
 
-def stage1_forks_into_cgroup(config) -> bool:
-    """Pure: whether stage 1 can fork pid 1 straight into the container's cgroup2 directory
-    (init._fork_pid1), and so be forked before that directory exists. It can while it
-    keeps the host's credentials and cgroup namespace: not with a user namespace, made or
-    joined (the kernel checks a birth in a cgroup against the forker's credentials), nor
-    with a cgroup namespace joined by path. Anything unreadable says yes: validation is
-    what reports it."""
-    try:
-        return not any(ns.get("type") == "user" or (ns.get("type") == "cgroup" and ns.get("path"))
-                       for ns in config["linux"]["namespaces"])
-    except (KeyError, TypeError, AttributeError):
-        return True
-
-
-def _read_config(bundle: str):
-    """config.json parsed, or None for bundle.load_config to read again and say what is wrong
-    (before the fork, bundle.py and its schema are not imported yet)."""
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            return jsonfast.loads(f.read().decode())
-    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-def _fork_stage1(cgroup=None) -> tuple[Channel, int, bool]:
-    """Fork stage 1: (our end of the channel, its pid, whether it was born in the cgroup2 directory).
-
-    Without `cgroup`, before anything else: stage 1 imports the container side (init.py:
-    ctypes, the mount, device and process code, about half of what create imports) on
-    the other CPU while this process validates the config and makes the cgroup, then
-    waits for "setup". It acts on nothing before that, so nothing unvalidated reaches a
-    namespace or a mount; if we give up first, it sees the channel close and exits, or
-    _undo kills it. With `cgroup` (see stage1_forks_into_cgroup), into that cgroup, born in
-    its cgroup2 directory where it can be (launch.fork_in_cgroup), the container side
+def _fork_stage1(cgroup) -> tuple[Channel, int, bool]:
+    """Fork stage 1 into `cgroup`, once that exists, for a config whose stage 1 cannot be
+    forked first (see prefork.forks_into_cgroup): (our end of the channel, its pid, whether
+    it was born in the cgroup2 directory, launch.fork_in_cgroup). The container side is
     imported here first, as a forked child would pay it after.
     """
-    if cgroup is not None:
-        from . import init  # noqa: F401 - see above
-        from .launch import fork_in_cgroup
+    from . import init  # noqa: F401 - see above
+    from .launch import fork_in_cgroup
+
     parent_ch, child_ch = Channel.pair()
     try:
-        pid, born_in_v2 = fork_in_cgroup(cgroup) if cgroup is not None else (os.fork(), False)
+        pid, born_in_v2 = fork_in_cgroup(cgroup)
     except BaseException:
         parent_ch.close()
         child_ch.close()
         raise
     if pid == 0:
         parent_ch.close()
-        try:
-            from .init import stage1_awaiting_setup
-        except BaseException as e:  # noqa: BLE001 - reported as init's other failures are
-            try:
-                child_ch.send({"type": "error", "msg": f"cannot load ocipy's container side: {e}"})
-            finally:
-                os._exit(1)
-        stage1_awaiting_setup(child_ch)  # never returns
-        os._exit(1)
+        prefork.run_child(child_ch)  # never returns
     child_ch.close()
     return parent_ch, pid, born_in_v2
 

@@ -2,7 +2,8 @@
 
 Two forked processes, no re-exec of the interpreter:
 
-stage 1  is forked first thing in create, before the config is even read: it imports
+stage 1  is forked first thing in create (prefork.py), before the config is validated,
+         even before the CLI imports the rest of ocipy: it imports
          this side's modules (ctypes, the mount and device code: about half of
          create's imports) while the parent validates the config and makes the
          cgroup, then waits for the parent's "setup" message (the validated config,
@@ -11,7 +12,7 @@ stage 1  is forked first thing in create, before the config is even read: it imp
          ones (the user namespace first, so it owns the rest; the parent writes its
          id maps), then forks stage 2 into the new pid and time namespaces and
          straight into the cgroup2 directory if there is one, reports stage 2's host
-         pid, and exits. With a user namespace (see create.stage1_forks_into_cgroup)
+         pid, and exits. With a user namespace (see prefork.forks_into_cgroup)
          stage 1 is forked later instead, into the cgroup the parent made for it.
 stage 2  is the container's pid 1: creates the cgroup namespace, mounts, pivots, sets
          identity, limits, capabilities and seccomp, tells the parent it is ready, then blocks on
@@ -165,7 +166,7 @@ def _open_v2_dir(directory: str | None) -> int | None:
     stage 1 stays out: stage 1 was forked before the cgroup existed, and moving a process
     by cgroup.procs can wait ~10 ms for the kernel's migration lock (syscalls.fork_into_cgroup).
     The parent asks for this only while stage 1 keeps the host's credentials
-    (create.stage1_forks_into_cgroup)."""
+    (prefork.forks_into_cgroup)."""
     if directory is None:
         return None
     try:

@@ -116,6 +116,19 @@ def parse_fast(argv: list[str]) -> tuple[dict, str, dict, list[str]] | None:
 
 
 def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -> int:
+    stage1 = None
+    if command in ("create", "run"):
+        from .prefork import start
+
+        stage1 = start(cmd_opts.get("bundle", "."))  # before the imports below: see prefork.py
+    try:
+        return _run_fast(opts, command, cmd_opts, positionals, stage1)
+    finally:
+        if stage1 is not None:
+            stage1.abandon()  # when create did not get as far as taking it
+
+
+def _run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str], stage1) -> int:
     from . import logs
     from .errors import OcipyError
     from .runtime import DEFAULT_ROOT, Runtime
@@ -126,6 +139,7 @@ def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -
     try:
         if command in ("create", "run"):
             options = {k: cmd_opts[k] for k in ("pid_file", "console_socket", "no_pivot", "no_new_keyring", "preserve_fds") if k in cmd_opts}
+            options["stage1"] = stage1
             bundle = cmd_opts.get("bundle", ".")
             if command == "create":
                 runtime.create(positionals[0], bundle, **options)

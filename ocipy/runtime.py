@@ -257,7 +257,8 @@ class Runtime:
 
     def create(self, container_id: str, bundle: str = ".", **options) -> Container:
         """Create a container from a bundle; options as `ocipy create`'s flags
-        (pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds)."""
+        (pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds), and stage1
+        (ocipy.prefork: the CLI forks stage 1 before importing this module)."""
         from .create import create_container
 
         state = create_container(self.store, container_id, bundle, cgroup_driver=self.cgroup_manager, **options)

@@ -228,3 +228,43 @@ def test_systemd_cgroup_fails_clearly_and_leaves_nothing(ocipy, bundle, state_ro
     r = ocipy("--systemd-cgroup", "create", "--bundle", bundle.path, "sd")
     assert r.returncode == 1 and "systemd" in r.stderr
     assert container_dirs(state_root) == []
+
+
+def _adopted_children() -> list[int]:
+    """Our child processes, which as a subreaper include whatever a command left orphaned."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == os.getpid():
+                found.append(int(entry))
+    return found
+
+
+def test_a_failed_create_leaves_no_stage1_behind(ocipy, bundle):
+    """The CLI forks stage 1 before it even imports create (ocipy/prefork.py), and so before
+    the config is validated or the id reserved: a create that fails there ends stage 1 too.
+    As a subreaper we would adopt a stage 1 left behind."""
+    from ocipy.linux import syscalls
+
+    bundle.args("sleep", "100").write()
+    assert ocipy("create", "--bundle", bundle.path, "taken").returncode == 0
+    was = syscalls.get_child_subreaper()
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        before = _adopted_children()
+        r = ocipy("create", "--bundle", bundle.path, "taken")  # the id is in use
+        assert r.returncode == 1 and "exists" in r.stderr, r.stderr
+        bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]
+        bundle.write()
+        r = ocipy("create", "--bundle", bundle.path, "invalid")
+        assert r.returncode == 1 and "RLIMIT_BOGUS" in r.stderr, r.stderr
+        time.sleep(0.2)  # an orphan would have been adopted by now
+        assert _adopted_children() == before
+    finally:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, was)
+        ocipy("delete", "--force", "taken")

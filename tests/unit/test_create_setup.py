@@ -1,12 +1,13 @@
-"""How create hands stage 1 its work: when stage 1 is forked, and the "setup" message (ocipy/create.py, ocipy/init.py)."""
+"""How create hands stage 1 its work: when stage 1 is forked, and the "setup" message (ocipy/prefork.py, ocipy/create.py, ocipy/init.py)."""
 
+import json
 import os
 import struct
 
 import pytest
 
-from ocipy import defaults
-from ocipy.create import setup_message, stage1_forks_into_cgroup
+from ocipy import defaults, prefork
+from ocipy.create import setup_message
 from ocipy.errors import SetupError
 from ocipy.init import context_from_setup
 from ocipy.sync import PACKET, Channel, split_packets
@@ -24,7 +25,7 @@ def _config(*namespaces):
     [{"type": "network", "path": "/proc/1/ns/net"}, {"type": "mount"}],  # a pod's shared netns
 ])
 def test_stage1_forks_pid1_into_the_cgroup_while_it_keeps_the_hosts_credentials(namespaces):
-    assert stage1_forks_into_cgroup(_config(*namespaces))
+    assert prefork.forks_into_cgroup(_config(*namespaces))
 
 
 @pytest.mark.parametrize("namespaces", [
@@ -33,12 +34,12 @@ def test_stage1_forks_pid1_into_the_cgroup_while_it_keeps_the_hosts_credentials(
     [{"type": "pid"}, {"type": "cgroup", "path": "/proc/1/ns/cgroup"}],
 ])
 def test_a_user_namespace_or_a_joined_cgroup_namespace_forks_stage1_into_the_cgroup(namespaces):
-    assert not stage1_forks_into_cgroup(_config(*namespaces))
+    assert not prefork.forks_into_cgroup(_config(*namespaces))
 
 
 @pytest.mark.parametrize("config", [None, {}, {"linux": None}, {"linux": {"namespaces": "pid"}}, [1, 2]])
 def test_an_unreadable_config_leaves_the_error_to_validation(config):
-    assert stage1_forks_into_cgroup(config)
+    assert prefork.forks_into_cgroup(config)
 
 
 def _setup(config, *, console, hold=False):
@@ -116,3 +117,50 @@ def test_a_sender_dying_halfway_reads_as_eof():
     a.close()
     assert b.recv() == (None, [])
     b.close()
+
+
+def _bundle_dir(tmp_path, config) -> str:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return str(tmp_path)
+
+
+def test_stage1_is_forked_with_the_config_it_was_forked_for(tmp_path):
+    config = _config({"type": "pid"}, {"type": "mount"})
+    stage1 = prefork.start(_bundle_dir(tmp_path, config))
+    pid = stage1.pid
+    try:
+        assert pid > 0 and stage1.config == config
+    finally:
+        stage1.abandon()
+    # abandoned, it saw its channel close, exited and was reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_create_takes_stage1_once(tmp_path):
+    stage1 = prefork.start(_bundle_dir(tmp_path, _config({"type": "pid"})))
+    channel, pid, config = stage1.take()
+    try:
+        assert stage1.take()[:2] == (None, 0)
+        stage1.abandon()  # taken: not its to end
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still waiting for "setup"
+    finally:
+        channel.close()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # a closed channel before "setup": a quiet exit
+
+
+def test_a_user_namespace_config_forks_no_stage1_yet(tmp_path):
+    config = _config({"type": "pid"}, {"type": "user"})
+    stage1 = prefork.start(_bundle_dir(tmp_path, config))
+    assert (stage1.channel, stage1.pid, stage1.config) == (None, 0, config)
+
+
+def test_an_unreadable_config_is_left_for_create_to_report(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    stage1 = prefork.start(str(tmp_path))
+    try:
+        assert stage1.pid > 0 and stage1.config is None
+    finally:
+        stage1.abandon()
