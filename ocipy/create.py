@@ -192,18 +192,7 @@ def _fork_stage1(cgroup) -> tuple[Channel, int, bool]:
     from . import init  # noqa: F401 - see above
     from .launch import fork_in_cgroup
 
-    parent_ch, child_ch = Channel.pair()
-    try:
-        pid, born_in_v2 = fork_in_cgroup(cgroup)
-    except BaseException:
-        parent_ch.close()
-        child_ch.close()
-        raise
-    if pid == 0:
-        parent_ch.close()
-        prefork.run_child(child_ch)  # never returns
-    child_ch.close()
-    return parent_ch, pid, born_in_v2
+    return prefork.fork(lambda: fork_in_cgroup(cgroup))
 
 
 def setup_message(*, container_id: str, config: dict, bundle: str, rootfs: str, cgroup_paths: dict, cgroup_join: str,

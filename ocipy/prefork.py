@@ -59,21 +59,30 @@ def start(bundle: str) -> Stage1:
     config = read_config(bundle)
     if not forks_into_cgroup(config):
         return Stage1(None, 0, config)
+    channel, pid, _ = fork()
+    return Stage1(channel, pid, config)
+
+
+def fork(how=None) -> tuple[Channel, int, bool]:
+    """Fork stage 1 with a channel to it: (our end, its pid, whether it was born in the
+    cgroup2 directory). `how`: a function that forks as launch.fork_in_cgroup does,
+    returning (pid, born in the cgroup2 directory); None is a plain fork. The child goes
+    on in _run_child."""
     parent_ch, child_ch = Channel.pair()
     try:
-        pid = posix.fork()
+        pid, born_in_v2 = how() if how is not None else (posix.fork(), False)
     except BaseException:
         parent_ch.close()
         child_ch.close()
         raise
     if pid == 0:
         parent_ch.close()
-        run_child(child_ch)
+        _run_child(child_ch)
     child_ch.close()
-    return Stage1(parent_ch, pid, config)
+    return parent_ch, pid, born_in_v2
 
 
-def run_child(channel: Channel) -> None:
+def _run_child(channel: Channel) -> None:
     """Stage 1's life after its fork: import the container side, wait for "setup", go on.
     Never returns."""
     try:
