@@ -7,6 +7,7 @@ Conversation with the children over one channel (see init.py):
   stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
   stage 1 -> "pid"         stage 2's host pid; stage 1 exits; (parent writes that pids.limit) -> stage 2 "go"
   stage 2 -> "hooks"       parent moves netDevices, runs prestart and createRuntime hooks -> "hooks-done"
+                           (only when there are some: Spec.runtime_steps_before_pivot)
   stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
   anyone  -> "error"       parent undoes everything and raises
 A failed create leaves no state directory, cgroup, mount or process behind.
@@ -17,10 +18,10 @@ cgroup managers) is imported after the fork, so that stage 1 does not wait for i
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): see fspath.py
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
-from . import logs, prefork
+from . import fspath, logs, prefork
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
@@ -54,7 +55,7 @@ def create_container(
     # once it exists (see prefork.forks_into_cgroup). The config, read then, decides.
     parent_ch, stage1_pid, read = (stage1 or prefork.start(bundle)).take()
     early = parent_ch is not None
-    bundle = os.path.abspath(bundle)
+    bundle = fspath.abspath(bundle)
     spec = None
     reserved = False
     cgroup = None
@@ -69,9 +70,9 @@ def create_container(
         state_dir = store.reserve(container_id)
         reserved = True
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
-        fifo = os.path.join(state_dir, "exec.fifo")
+        fifo = fspath.join(state_dir, "exec.fifo")
         make_fifo(fifo)
-        fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
+        fifo_fd = posix.open(fifo, O_PATH | posix.O_CLOEXEC)
         if isinstance(console_socket, str):
             console_sock = _connect_console(console_socket)
         elif console_socket is not None:
@@ -84,7 +85,7 @@ def create_container(
             cgroup_join = "born" if born_in_v2 else "join"
         fds = [fifo_fd] + ([console_sock.fileno()] if console_sock is not None else [])
         if before_orphaning is not None:
-            hold_r, hold_w = os.pipe()  # stage 1 exits once hold_w is closed
+            hold_r, hold_w = posix.pipe()  # stage 1 exits once hold_w is closed
             fds.append(hold_r)
         setup = setup_message(container_id=container_id, config=config, bundle=bundle, rootfs=rootfs,
                               cgroup_paths=dict(getattr(cgroup, "paths", None) or {}), cgroup_join=cgroup_join,
@@ -92,7 +93,7 @@ def create_container(
                               no_pivot=no_pivot, no_new_keyring=no_new_keyring)
         _send_setup(parent_ch, setup, fds)
         if hold_r is not None:
-            os.close(hold_r)
+            posix.close(hold_r)
             hold_r = None
         if console_sock is not None and isinstance(console_socket, str):
             console_sock.close()
@@ -105,11 +106,11 @@ def create_container(
         cgroup.apply(limits_now)
         if before_orphaning is not None:
             before_orphaning()
-            os.close(hold_w)
+            posix.close(hold_w)
             hold_w = None
         notify_fd, pid, pid_start = _converse(parent_ch, spec, container_id, bundle, cgroup, stage1_pid, after_stage1)
         if after_stage1 is None:  # else _converse reaped it before writing that limit
-            os.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
+            posix.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
         data = {
             "ociVersion": spec.oci_version,
             "id": container_id,
@@ -149,7 +150,7 @@ def create_container(
     finally:
         for fd in (fifo_fd, hold_r, hold_w):
             if fd is not None:
-                os.close(fd)
+                posix.close(fd)
         if parent_ch is not None:
             parent_ch.close()
         if console_sock is not None and isinstance(console_socket, str):
@@ -179,7 +180,7 @@ def _load_and_check(bundle: str, read, console_socket) -> tuple:
         if not _resctrl_mounted():
             raise SetupError("linux.intelRdt: no resctrl filesystem is mounted (/sys/fs/resctrl)")
         raise SetupError("linux.intelRdt: Intel RDT is not supported by ocipy yet")
-    rootfs = spec.root.path if os.path.isabs(spec.root.path) else os.path.join(bundle, spec.root.path)
+    rootfs = spec.root.path if spec.root.path.startswith("/") else fspath.join(bundle, spec.root.path)
     return config, spec, rootfs
 
 
@@ -255,7 +256,7 @@ def _converse(ch: Channel, spec, container_id: str, bundle: str, cgroup, stage1_
             # for (~0.5 ms, the interpreter's memory being unmapped).
             pid_start = proc_start_time(pid)
             if after_stage1 is not None:
-                os.waitpid(stage1_pid, 0)  # stage 1 has done its part
+                posix.waitpid(stage1_pid, 0)  # stage 1 has done its part
                 # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a
                 # real limit, and holds from its first fork on.
                 cgroup.apply(after_stage1)
@@ -286,14 +287,14 @@ def _undo(pid: int, stage1_pid: int, cgroup) -> None:
     if stage1_pid:
         try:
             # Only a stage 1 we have not reaped yet may be killed: its pid is not recycled.
-            if os.waitpid(stage1_pid, os.WNOHANG) == (0, 0):
-                os.kill(stage1_pid, SIGKILL)
-                os.waitpid(stage1_pid, 0)
+            if posix.waitpid(stage1_pid, posix.WNOHANG) == (0, 0):
+                posix.kill(stage1_pid, SIGKILL)
+                posix.waitpid(stage1_pid, 0)
         except ChildProcessError:
             pass
     if pid:
         try:
-            os.kill(pid, SIGKILL)
+            posix.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
         wait_exit(pid, 5)
@@ -338,4 +339,4 @@ def _send_seccomp_notify(spec, state: ContainerState, fd: int) -> None:
         # The container is still being created: the listener gets the state as hooks do.
         seccomp.send_to_listener(spec.linux.seccomp.get("listenerPath"), fd, state.hook_state("creating"), spec.linux.seccomp.get("listenerMetadata", ""))
     finally:
-        os.close(fd)
+        posix.close(fd)

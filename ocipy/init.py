@@ -246,8 +246,9 @@ def _setup_and_exec(ctx: InitContext) -> None:
 
     # prestart and createRuntime hooks run in the runtime's namespaces (the parent);
     # createContainer hooks here, in the container's namespaces, before pivot_root.
-    ch.send({"type": "hooks"})
-    ch.expect("hooks-done")
+    if spec.runtime_steps_before_pivot():
+        ch.send({"type": "hooks"})
+        ch.expect("hooks-done")
     for host_name, dev in (linux.net_devices or {}).items():  # moved in by the parent just now
         network.link_up(dev.get("name") or host_name)
     # runtime.md: hooks in the container namespace get the pid as the container sees it.

@@ -16,7 +16,8 @@ import posix  # not os: see main.py
 import _signal  # the C module behind `signal`: the same numbers without its enums (4 ms)
 
 from .errors import ContainerNotFound, InvalidState, OcipyError
-from .state import ContainerState, StateStore, absolute_path, remove_quietly, wait_exit
+from .fspath import abspath
+from .state import ContainerState, StateStore, remove_quietly, wait_exit
 
 DEFAULT_ROOT = "/run/ocipy"
 
@@ -251,7 +252,7 @@ class Runtime:
     """All containers under one state root."""
 
     def __init__(self, root: str = DEFAULT_ROOT, *, cgroup_manager: str = "cgroupfs"):
-        self.root = absolute_path(root)
+        self.root = abspath(root)
         self.store = StateStore(self.root)
         self.cgroup_manager = cgroup_manager
 

@@ -31,11 +31,9 @@ Importing this module costs almost nothing: no `re`, `json`, `typing` or `pathli
 
 from __future__ import annotations
 
-import os
-
 import _json
 
-from ocipy import jsonfast
+from ocipy import fspath, jsonfast
 
 __all__ = [
     "Schemas", "SchemaError", "Failure", "problems", "default_schemas", "schema_dir", "pointer", "show", "matches",
@@ -517,7 +515,7 @@ class Schemas:
         """The schema in file `name`, checked (SchemaError if it uses what we do not implement)."""
         document = self._documents.get(name)
         if document is None:
-            path = os.path.join(self.directory, name)
+            path = fspath.join(self.directory, name)
             try:
                 with open(path, "rb") as f:
                     document = jsonfast.loads(f.read())
@@ -571,12 +569,22 @@ def _path_order(failure: Failure) -> list:
 
 def schema_dir() -> str:
     """schemas/ beside the ocipy package (a checkout or an editable install), else the
-    installed package directory ocipy/schemas/ (setup maps ocipy.schemas to schemas/)."""
-    package = os.path.dirname(os.path.realpath(__file__))
-    checkout = os.path.join(os.path.dirname(package), "schemas")
-    if os.path.isfile(os.path.join(checkout, "config-schema.json")):
-        return checkout
-    return os.path.join(package, "schemas")
+    installed package directory ocipy/schemas/ (setup maps ocipy.schemas to schemas/).
+    Looked for beside the package's real path too, when it is reached through a symlink."""
+    package = fspath.dirname(fspath.abspath(__file__))
+    found = _schemas_of(package)
+    if found is None:
+        import os  # only here: create's path has no other use for it (see fspath.py)
+
+        found = _schemas_of(os.path.dirname(os.path.realpath(__file__)))
+    return found or fspath.join(package, "schemas")
+
+
+def _schemas_of(package: str) -> str | None:
+    for directory in (fspath.join(fspath.dirname(package), "schemas"), fspath.join(package, "schemas")):
+        if fspath.isfile(fspath.join(directory, "config-schema.json")):
+            return directory
+    return None
 
 
 _default: Schemas | None = None

@@ -375,6 +375,12 @@ class Spec(Record):
 
     _hidden = ("raw",)
 
+    def runtime_steps_before_pivot(self) -> bool:
+        """Whether the runtime has work in its own namespaces once pid 1 has mounted its root
+        and before it pivots: prestart or createRuntime hooks, or netDevices to move in. Both
+        sides of create ask, and skip their "hooks" exchange without any."""
+        return bool(self.hooks.prestart or self.hooks.create_runtime or (self.linux and self.linux.net_devices))
+
     @classmethod
     def from_dict(cls, cfg: dict) -> Spec:
         hooks = cfg.get("hooks")

@@ -12,6 +12,7 @@ import posix  # not os: the hot commands (state, start, kill, delete, list) neve
 import time
 
 from . import jsonfast
+from .fspath import abspath, exists, makedirs
 from .errors import ContainerExists, ContainerNotFound, OcipyError
 
 STATE_FILE = "state.json"
@@ -23,29 +24,6 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 def validate_id(container_id: str) -> None:
     if not container_id or container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
         raise OcipyError(f"invalid container id format: {container_id!r}")
-
-
-def absolute_path(path: str) -> str:
-    """os.path.abspath without os: relative to the cwd, with "." and ".." resolved."""
-    if not path.startswith("/"):
-        path = posix.getcwd() + "/" + path
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part == "..":
-            if parts:
-                parts.pop()
-        elif part and part != ".":
-            parts.append(part)
-    return "/" + "/".join(parts)
-
-
-def exists(path: str) -> bool:
-    """os.path.exists without os."""
-    try:
-        posix.stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -185,13 +163,11 @@ class StateStore:
 
     def reserve(self, container_id: str) -> str:
         """Create <root>/<id> exclusively: a second create of the same id fails."""
-        import os  # create's own path imports it anyway
-
         validate_id(container_id)
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        makedirs(self.root, 0o711)
         path = self.path(container_id)
         try:
-            os.mkdir(path, 0o711)
+            posix.mkdir(path, 0o711)
         except FileExistsError:
             raise ContainerExists(container_id) from None
         return path
@@ -268,7 +244,7 @@ def remove_quietly(path: str) -> None:
 
 def write_pid_file(path: str, pid: int) -> None:
     """Decimal pid, no newline (containerd's parser rejects one), written atomically."""
-    directory, _, name = absolute_path(path).rpartition("/")
+    directory, _, name = abspath(path).rpartition("/")
     tmp = f"{directory}/.{name}.tmp{posix.getpid()}"
     with open(tmp, "w") as f:
         f.write(str(pid))

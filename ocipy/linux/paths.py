@@ -103,6 +103,13 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
     way: its target is read and created inside the root (as runc's securejoin does),
     never on the host."""
     todo = _components(clean(path))
+    if todo:
+        # Usually it all exists: one resolution of the whole path, with the same rules as
+        # the walk below (which reports whatever stops it).
+        try:
+            return open_in_root(root_fd, "/".join(todo), O_PATH | os.O_DIRECTORY)
+        except OSError:
+            pass
     done: list[str] = []
     cur = os.dup(root_fd)
     links = 0

@@ -194,12 +194,17 @@ def change_dir(cwd: str) -> None:
 
 
 def reset_signals() -> None:
-    """Every signal at its default and unblocked: the runtime may have inherited ignores and masks."""
+    """Every signal at its default and unblocked: the runtime may have inherited ignores and masks.
+
+    The interpreter read every disposition when it started and tracks its own changes, so
+    getsignal() tells which are not the default (usually SIGINT, SIGPIPE and SIGXFSZ):
+    only those are set, not all 62 (None is a handler installed outside Python)."""
     for sig in range(1, _signal.NSIG):
         if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
         try:
-            _signal.signal(sig, _signal.SIG_DFL)
+            if _signal.getsignal(sig) != _signal.SIG_DFL:
+                _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

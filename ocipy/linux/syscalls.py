@@ -340,13 +340,18 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.syscall(_nr("capset"), ctypes.byref(hdr), data), "capset")
 
 
+_last_cap: list[int] = []  # read once per process: the kernel's, fixed until reboot
+
+
 def last_cap() -> int:
     """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return 40
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap.append(int(f.read()))
+        except OSError:
+            return 40
+    return _last_cap[0]
 
 
 # --- seccomp -----------------------------------------------------------------------------

@@ -48,6 +48,25 @@ def test_identity_hostname_env_cwd_umask(ocipy, bundle):
     assert "/tmp" in lines and "0027" in lines
 
 
+def _ignore_and_block():
+    """What an engine may hand down (nohup, a shell's job control): ignored and blocked signals."""
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+
+
+def test_the_process_starts_with_every_signal_default_and_unblocked(ocipy, bundle):
+    """Whatever ocipy inherited or set itself (Python ignores SIGPIPE and SIGXFSZ) must not
+    reach the container's process: an ignored SIGPIPE would break every pipeline in it."""
+    bundle.args("grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status").write()  # no shell: sh sets its own
+    r = ocipy("run", "--bundle", bundle.path, "sig1", preexec_fn=_ignore_and_block)
+    assert r.returncode == 0, r.stderr
+    assert int(status_field(r.stdout, "SigIgn"), 16) == 0, r.stdout
+    assert int(status_field(r.stdout, "SigBlk"), 16) == 0, r.stdout
+
+
 def test_capabilities_all_five_sets(ocipy, bundle):
     caps = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     bundle.config["process"]["capabilities"] = {

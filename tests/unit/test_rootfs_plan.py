@@ -351,6 +351,14 @@ def _check_confinement(tmp_path):
         assert (inside / "made" / "here").is_dir()
         assert (inside / "newdir" / "x").is_dir()
         assert (inside / "file").is_file()
+        for link in ("abs", "rel"):  # all there now: found in one resolution, still inside
+            fd = paths.mkdir_all_in_root(rfd, f"/{link}/made/here")
+            assert os.path.samestat(os.fstat(fd), os.stat(inside / "made" / "here"))
+            os.close(fd)
+        (outside / "made" / "here").mkdir(parents=True)  # a twin outside must not be what is found
+        fd = paths.mkdir_all_in_root(rfd, "/abs/made/here")
+        assert os.path.samestat(os.fstat(fd), os.stat(inside / "made" / "here"))
+        os.close(fd)
         fd = paths.open_in_root(rfd, "/abs", nofollow=True)
         assert stat.S_ISLNK(os.fstat(fd).st_mode)  # the link itself, not its target
         os.close(fd)

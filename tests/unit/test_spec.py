@@ -242,3 +242,17 @@ def test_hooks_are_false_unless_one_is_configured():
     assert not Spec.from_dict(base).hooks
     assert not Spec.from_dict({**base, "hooks": {"prestart": []}}).hooks
     assert Spec.from_dict({**base, "hooks": {"poststop": [{"path": "/bin/true"}]}}).hooks
+
+
+def test_runtime_steps_before_pivot_only_for_prestart_createruntime_hooks_or_net_devices():
+    """Both sides of create skip their "hooks" exchange when this is false: any hook kind the
+    runtime runs at that moment, or a netDevices entry, must make it true."""
+    base = {"ociVersion": "1.3.0", "root": {"path": "rootfs"}, "linux": {}}
+    hook = [{"path": "/bin/true"}]
+    assert not Spec.from_dict(base).runtime_steps_before_pivot()
+    assert not Spec.from_dict({"ociVersion": "1.3.0"}).runtime_steps_before_pivot()
+    for kind in ("createContainer", "startContainer", "poststart", "poststop"):
+        assert not Spec.from_dict({**base, "hooks": {kind: hook}}).runtime_steps_before_pivot(), kind
+    for kind in ("prestart", "createRuntime"):
+        assert Spec.from_dict({**base, "hooks": {kind: hook}}).runtime_steps_before_pivot(), kind
+    assert Spec.from_dict({**base, "linux": {"netDevices": {"eth1": {}}}}).runtime_steps_before_pivot()

@@ -9,10 +9,11 @@ the development machine) are driven through their v2 files there.
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): see ocipy/fspath.py
 import time
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
+from ocipy import fspath
 from ocipy.errors import SetupError
 
 from . import resources as res
@@ -46,7 +47,7 @@ class V1Manager(CgroupManager):
             try:
                 made = makedirs_tracked(d)
             except OSError as e:
-                raise SetupError(f"cannot create cgroup {d}: {os.strerror(e.errno)}") from e
+                raise SetupError(f"cannot create cgroup {d}: {posix.strerror(e.errno)}") from e
             for m in made:
                 if m not in self.created:
                     self.created.append(m)
@@ -65,28 +66,28 @@ class V1Manager(CgroupManager):
         d = leaf
         while True:
             try:
-                ok = all(read_file(os.path.join(d, n)).strip() for n in ("cpuset.cpus", "cpuset.mems"))
+                ok = all(read_file(fspath.join(d, n)).strip() for n in ("cpuset.cpus", "cpuset.mems"))
             except OSError:
                 break  # above the hierarchy root
             if ok:
                 break
             chain.append(d)
-            parent = os.path.dirname(d)
+            parent = fspath.dirname(d)
             if parent == d:
                 break
             d = parent
         for d in reversed(chain):
-            parent = os.path.dirname(d)
+            parent = fspath.dirname(d)
             for name in ("cpuset.cpus", "cpuset.mems"):
                 try:
-                    if read_file(os.path.join(d, name)).strip():
+                    if read_file(fspath.join(d, name)).strip():
                         continue
-                    value = read_file(os.path.join(parent, name)).strip()
+                    value = read_file(fspath.join(parent, name)).strip()
                     if value:
-                        write_file(os.path.join(d, name), value)
+                        write_file(fspath.join(d, name), value)
                 except OSError as e:
-                    raise SetupError(f"cannot initialise {os.path.join(d, name)} from its parent: "
-                                     f"{os.strerror(e.errno)}") from e
+                    raise SetupError(f"cannot initialise {fspath.join(d, name)} from its parent: "
+                                     f"{posix.strerror(e.errno)}") from e
 
     def _enable_unified_controllers(self, wanted: list[str]) -> None:
         """Hybrid: enable `wanted` unified-side controllers (hugetlb here) for our cgroup, top-down.
@@ -96,22 +97,22 @@ class V1Manager(CgroupManager):
         target = self.paths[UNIFIED]
         root = _unified_root(target, self.created)
         chain = []
-        d = os.path.dirname(target)
+        d = fspath.dirname(target)
         while True:
             chain.append(d)
             if d == root or len(d) <= len(root):
                 break
-            d = os.path.dirname(d)
+            d = fspath.dirname(d)
         for parent in reversed(chain):
             try:
-                avail = read_file(os.path.join(parent, "cgroup.controllers")).split()
-                enabled = read_file(os.path.join(parent, "cgroup.subtree_control")).split()
+                avail = read_file(fspath.join(parent, "cgroup.controllers")).split()
+                enabled = read_file(fspath.join(parent, "cgroup.subtree_control")).split()
             except OSError:
                 continue
             for c in wanted:
                 if c in avail and c not in enabled:
                     try:
-                        write_file(os.path.join(parent, "cgroup.subtree_control"), "+" + c)
+                        write_file(fspath.join(parent, "cgroup.subtree_control"), "+" + c)
                     except OSError:
                         pass  # best effort; apply() reports a controller it needs and lacks
 
@@ -122,13 +123,13 @@ class V1Manager(CgroupManager):
         dev = self.paths.get("devices")
         if dev and resources.get("devices") is not None:
             try:
-                cur["devices.list"] = read_file(os.path.join(dev, "devices.list"))
+                cur["devices.list"] = read_file(fspath.join(dev, "devices.list"))
             except OSError:
                 pass
         mem = self.paths.get("memory")
         if mem:
             try:
-                cur["memory.limit_in_bytes"] = int(read_file(os.path.join(mem, "memory.limit_in_bytes")))
+                cur["memory.limit_in_bytes"] = int(read_file(fspath.join(mem, "memory.limit_in_bytes")))
             except (OSError, ValueError):
                 pass
         return cur
@@ -149,7 +150,7 @@ class V1Manager(CgroupManager):
 
         def have() -> list[str]:
             try:
-                return read_file(os.path.join(d, "cgroup.controllers")).split()
+                return read_file(fspath.join(d, "cgroup.controllers")).split()
             except OSError:
                 return []
 
@@ -173,11 +174,11 @@ class V1Manager(CgroupManager):
 
     def add_process(self, pid: int) -> None:
         for d in self._dirs():
-            path = os.path.join(d, "cgroup.procs")
+            path = fspath.join(d, "cgroup.procs")
             try:
                 write_file(path, str(pid))
             except OSError as e:
-                raise SetupError(f"cannot add process {pid} to cgroup {d}: {os.strerror(e.errno)}") from e
+                raise SetupError(f"cannot add process {pid} to cgroup {d}: {posix.strerror(e.errno)}") from e
 
     def _procs_dir(self) -> str | None:
         for c in _PROCS_ORDER:
@@ -188,7 +189,7 @@ class V1Manager(CgroupManager):
 
     def pids(self) -> list[int]:
         d = self._procs_dir()
-        if d is None or not os.path.isdir(d):
+        if d is None or not fspath.isdir(d):
             return []
         return pids_below(d)
 
@@ -198,7 +199,7 @@ class V1Manager(CgroupManager):
         d = self.paths.get("freezer")
         if d is None:
             raise SetupError("the freezer cgroup controller is not mounted on this host")
-        return os.path.join(d, "freezer.state")
+        return fspath.join(d, "freezer.state")
 
     def freeze(self) -> None:
         path = self._freezer_state_file()
@@ -212,28 +213,28 @@ class V1Manager(CgroupManager):
                     return
                 if time.monotonic() > deadline:
                     write_file(path, "THAWED")
-                    raise SetupError(f"cannot freeze cgroup {os.path.dirname(path)}: still {state} after 5s")
+                    raise SetupError(f"cannot freeze cgroup {fspath.dirname(path)}: still {state} after 5s")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         except OSError as e:
-            raise SetupError(f"cannot freeze cgroup: {path}: {os.strerror(e.errno)}") from e
+            raise SetupError(f"cannot freeze cgroup: {path}: {posix.strerror(e.errno)}") from e
 
     def thaw(self) -> None:
         path = self._freezer_state_file()
         try:
             write_file(path, "THAWED")
         except OSError as e:
-            raise SetupError(f"cannot thaw cgroup: {path}: {os.strerror(e.errno)}") from e
+            raise SetupError(f"cannot thaw cgroup: {path}: {posix.strerror(e.errno)}") from e
 
     def freeze_probe(self) -> list | None:
         d = self.paths.get("freezer")
         # FREEZING counts: the freeze was asked for (runc reports such a container paused too)
-        return None if d is None else [os.path.join(d, "freezer.state"), ["FROZEN", "FREEZING"]]
+        return None if d is None else [fspath.join(d, "freezer.state"), ["FROZEN", "FREEZING"]]
 
     def kill_all(self, sig: int) -> None:
         """Signal every process; freeze around it so nothing forks out of reach (runc does the same)."""
         frozen_here = False
-        if "freezer" in self.paths and os.path.isdir(self.paths["freezer"]) and not self.is_frozen():
+        if "freezer" in self.paths and fspath.isdir(self.paths["freezer"]) and not self.is_frozen():
             try:
                 self.freeze()
                 frozen_here = True
@@ -256,7 +257,7 @@ class V1Manager(CgroupManager):
         try:
             self.created = destroy_created(self.created, set(self.paths.values()))
         except SetupError:
-            self.created = [d for d in self.created if os.path.isdir(d)]
+            self.created = [d for d in self.created if fspath.isdir(d)]
             raise
 
     # --- stats -------------------------------------------------------------------------------
@@ -281,6 +282,6 @@ def _unified_root(target: str, created: list[str]) -> str:
     directory create() made on the path (or the target's parent when we made none)."""
     for d in created:
         if target == d or target.startswith(d + "/"):
-            return os.path.dirname(d)
-    return os.path.dirname(target)
+            return fspath.dirname(d)
+    return fspath.dirname(target)
 

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): see ocipy/fspath.py
 import time
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
+from ocipy import fspath
 from ocipy.errors import SetupError
 
 from . import resources as res
@@ -62,40 +63,40 @@ class V2Manager(CgroupManager):
         try:
             made = makedirs_tracked(self.path)
         except OSError as e:
-            raise SetupError(f"cannot create cgroup {self.path}: {os.strerror(e.errno)}") from e
+            raise SetupError(f"cannot create cgroup {self.path}: {posix.strerror(e.errno)}") from e
         self.created += [m for m in made if m not in self.created]
         self._enable_controllers(None)
 
     def _ancestors(self) -> list[str]:
         """Directories whose subtree_control governs our cgroup: mount point .. parent, top-down."""
         out = []
-        d = os.path.dirname(self.path)
+        d = fspath.dirname(self.path)
         top = self.mountpoint or d
         while True:
             out.append(d)
             if d == top or len(d) <= len(top) or d == "/":
                 break
-            d = os.path.dirname(d)
+            d = fspath.dirname(d)
         return list(reversed(out))
 
     def _enable_controllers(self, wanted: list[str] | None) -> None:
         """Enable `wanted` (None: all available) top-down; failures are left to the caller to report."""
         for d in self._ancestors():
             try:
-                avail = read_file(os.path.join(d, "cgroup.controllers")).split()
-                enabled = read_file(os.path.join(d, "cgroup.subtree_control")).split()
+                avail = read_file(fspath.join(d, "cgroup.controllers")).split()
+                enabled = read_file(fspath.join(d, "cgroup.subtree_control")).split()
             except OSError:
                 continue
             for c in (avail if wanted is None else wanted):
                 if c in avail and c not in enabled:
                     try:
-                        write_file(os.path.join(d, "cgroup.subtree_control"), "+" + c)
+                        write_file(fspath.join(d, "cgroup.subtree_control"), "+" + c)
                     except OSError:
                         pass
 
     def available_controllers(self) -> list[str]:
         try:
-            return read_file(os.path.join(self.path, "cgroup.controllers")).split()
+            return read_file(fspath.join(self.path, "cgroup.controllers")).split()
         except OSError:
             return []
 
@@ -107,7 +108,7 @@ class V2Manager(CgroupManager):
         current = {}
         for name in ("cpu.max", "memory.max"):
             try:
-                current[name] = read_file(os.path.join(self.path, name)).strip()
+                current[name] = read_file(fspath.join(self.path, name)).strip()
             except OSError:
                 pass
         writes = res.plan_v2(resources, current)
@@ -135,7 +136,7 @@ class V2Manager(CgroupManager):
         limit = mem.get("limit") or 0
         if mem.get("checkBeforeUpdate") and limit > 0:
             try:
-                usage = int(read_file(os.path.join(self.path, "memory.current")))
+                usage = int(read_file(fspath.join(self.path, "memory.current")))
             except (OSError, ValueError):
                 return
             if limit < usage:
@@ -166,27 +167,27 @@ class V2Manager(CgroupManager):
         except OSError:
             names = list(DELEGATE_FALLBACK)
         try:
-            os.chown(self.path, uid, gid)
+            posix.chown(self.path, uid, gid)
             for n in names:
                 try:
-                    os.chown(os.path.join(self.path, n), uid, gid)
+                    posix.chown(fspath.join(self.path, n), uid, gid)
                 except FileNotFoundError:
                     pass
         except OSError as e:
             raise SetupError(f"cannot change the owner of cgroup {self.path} to {uid}:{gid}: "
-                             f"{os.strerror(e.errno)}") from e
+                             f"{posix.strerror(e.errno)}") from e
 
     # --- processes ---------------------------------------------------------------------------
 
     def add_process(self, pid: int) -> None:
-        path = os.path.join(self.path, "cgroup.procs")
+        path = fspath.join(self.path, "cgroup.procs")
         try:
             write_file(path, str(pid))
         except OSError as e:
-            raise SetupError(f"cannot add process {pid} to cgroup {self.path}: {os.strerror(e.errno)}") from e
+            raise SetupError(f"cannot add process {pid} to cgroup {self.path}: {posix.strerror(e.errno)}") from e
 
     def pids(self) -> list[int]:
-        if not os.path.isdir(self.path):
+        if not fspath.isdir(self.path):
             return []
         return pids_below(self.path)
 
@@ -194,18 +195,18 @@ class V2Manager(CgroupManager):
 
     def _events(self) -> dict[str, str]:
         try:
-            text = read_file(os.path.join(self.path, "cgroup.events"))
+            text = read_file(fspath.join(self.path, "cgroup.events"))
         except OSError:
             return {}
         return dict(line.split(None, 1) for line in text.splitlines() if " " in line)
 
     def _set_freeze(self, value: str) -> None:
-        path = os.path.join(self.path, "cgroup.freeze")
+        path = fspath.join(self.path, "cgroup.freeze")
         try:
             write_file(path, value)
         except OSError as e:
             action = "freeze" if value == "1" else "thaw"
-            raise SetupError(f"cannot {action} cgroup: {path}: {os.strerror(e.errno)}") from e
+            raise SetupError(f"cannot {action} cgroup: {path}: {posix.strerror(e.errno)}") from e
         deadline = time.monotonic() + 5
         delay = 0.001
         while self._events().get("frozen", value).strip() != value:
@@ -223,17 +224,17 @@ class V2Manager(CgroupManager):
         self._set_freeze("0")
 
     def freeze_probe(self) -> list | None:
-        return [os.path.join(self.path, "cgroup.freeze"), ["1"]]
+        return [fspath.join(self.path, "cgroup.freeze"), ["1"]]
 
     def kill_all(self, sig: int) -> None:
-        if sig == SIGKILL and os.path.exists(os.path.join(self.path, "cgroup.kill")):
+        if sig == SIGKILL and fspath.exists(fspath.join(self.path, "cgroup.kill")):
             try:
-                write_file(os.path.join(self.path, "cgroup.kill"), "1")
+                write_file(fspath.join(self.path, "cgroup.kill"), "1")
                 return
             except OSError:
                 pass
         frozen_here = False
-        if os.path.isdir(self.path) and not self.is_frozen():
+        if fspath.isdir(self.path) and not self.is_frozen():
             try:
                 self.freeze()
                 frozen_here = True
@@ -255,7 +256,7 @@ class V2Manager(CgroupManager):
         try:
             self.created = destroy_created(self.created, set(self.paths.values()))
         except SetupError:
-            self.created = [d for d in self.created if os.path.isdir(d)]
+            self.created = [d for d in self.created if fspath.isdir(d)]
             raise
 
     def stats(self) -> dict:
