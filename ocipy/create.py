@@ -5,7 +5,8 @@ Conversation with the children over one channel (see init.py):
   parent  -> "setup"       the validated config, the cgroup's directories, exec.fifo (and console) fds
   (parent)                 writes the cgroup limits while stage 1 works (a pids.limit below 2 waits)
   stage 1 -> "idmap"       parent writes uid_map/gid_map of stage 1  -> "idmap-done"
-  stage 1 -> "pid"         stage 2's host pid; stage 1 exits; (parent writes that pids.limit) -> stage 2 "go"
+  stage 1 -> "pid"         stage 2's host pid (our child with pid1_child); stage 1 exits; (parent writes
+                           that pids.limit) -> stage 2 "go"
   stage 2 -> "hooks"       parent moves netDevices, runs prestart and createRuntime hooks -> "hooks-done"
                            (only when there are some: Spec.runtime_steps_before_pivot)
   stage 2 -> "ready"       (+ seccomp notify fd) parent records the state and returns
@@ -41,12 +42,16 @@ def create_container(
     preserve_fds: int = 0,
     cgroup_driver: str = "cgroupfs",
     before_orphaning=None,
+    pid1_child: bool = False,
     stage1: prefork.Stage1 | None = None,
 ) -> ContainerState:
     """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
     connected socket object. before_orphaning: a function called while stage 1 works; stage 1
     does not exit, which hands pid 1 to the nearest subreaper, until it has returned (`run`
-    becomes that subreaper there, importing what it takes while stage 1 works). stage1:
+    becomes that subreaper there, importing what it takes while stage 1 works). pid1_child:
+    fork pid 1 as the caller's own child where the kernel can (clone3's CLONE_PARENT, Linux
+    5.3+), as runc does: the caller can then wait() for it without being a subreaper, and
+    before_orphaning is called only when it could not be done. stage1:
     what prefork.start(bundle) returned, before the caller imported the rest of ocipy (as
     the CLI does); create owns it from here. Without it, create calls prefork.start itself.
     """
@@ -90,7 +95,7 @@ def create_container(
         setup = setup_message(container_id=container_id, config=config, bundle=bundle, rootfs=rootfs,
                               cgroup_paths=dict(getattr(cgroup, "paths", None) or {}), cgroup_join=cgroup_join,
                               console=console_sock is not None, hold=hold_r is not None, preserve_fds=preserve_fds,
-                              no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+                              no_pivot=no_pivot, no_new_keyring=no_new_keyring, pid1_sibling=pid1_child)
         _send_setup(parent_ch, setup, fds)
         if hold_r is not None:
             posix.close(hold_r)
@@ -104,11 +109,21 @@ def create_container(
         # it would stop stage 1 forking pid 1.
         limits_now, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
         cgroup.apply(limits_now)
-        if before_orphaning is not None:
-            before_orphaning()
-            posix.close(hold_w)
-            hold_w = None
-        notify_fd, pid, pid_start = _converse(parent_ch, spec, container_id, bundle, cgroup, stage1_pid, after_stage1)
+
+        def release_stage1(pid1_is_ours: bool) -> None:
+            """Let stage 1 exit, which orphans pid 1 unless it is our child: then first
+            before_orphaning (`run` becomes pid 1's subreaper)."""
+            nonlocal hold_w
+            if hold_w is not None:
+                if not pid1_is_ours:
+                    before_orphaning()
+                posix.close(hold_w)
+                hold_w = None
+
+        if not pid1_child:
+            release_stage1(False)  # while stage 1 works
+        notify_fd, pid, pid_start = _converse(parent_ch, spec, container_id, bundle, cgroup, stage1_pid, after_stage1,
+                                              release_stage1)
         if after_stage1 is None:  # else _converse reaped it before writing that limit
             posix.waitpid(stage1_pid, 0)  # long gone: it exits right after reporting pid 1
         data = {
@@ -197,15 +212,18 @@ def _fork_stage1(cgroup) -> tuple[Channel, int, bool]:
 
 
 def setup_message(*, container_id: str, config: dict, bundle: str, rootfs: str, cgroup_paths: dict, cgroup_join: str,
-                  console: bool, hold: bool, preserve_fds: int, no_pivot: bool, no_new_keyring: bool) -> dict:
+                  console: bool, hold: bool, preserve_fds: int, no_pivot: bool, no_new_keyring: bool,
+                  pid1_sibling: bool = False) -> dict:
     """Pure: what we tell stage 1 once the config is valid and the cgroup made. Sent with
     exec.fifo's fd, then the console socket's if `console`, then if `hold` the read end of a
     pipe: stage 1 reads it to its end before exiting. `cgroup_join`: how the cgroup2
     directory, if any, is entered: "born" (stage 1 was born in it), "fork" (stage 1 forks
-    pid 1 into it) or "join" (stage 1 writes itself to its cgroup.procs)."""
+    pid 1 into it) or "join" (stage 1 writes itself to its cgroup.procs). `pid1_sibling`: fork
+    pid 1 as a child of create's caller rather than of stage 1 (create's pid1_child)."""
     return {"type": "setup", "id": container_id, "config": config, "bundle": bundle, "rootfs": rootfs,
             "cgroup": cgroup_paths, "cgroup_join": cgroup_join, "console": console, "hold": hold,
-            "preserve_fds": preserve_fds, "no_pivot": no_pivot, "no_new_keyring": no_new_keyring}
+            "preserve_fds": preserve_fds, "no_pivot": no_pivot, "no_new_keyring": no_new_keyring,
+            "pid1_sibling": pid1_sibling}
 
 
 def _send_setup(ch: Channel, setup: dict, fds: list[int]) -> None:
@@ -230,9 +248,10 @@ def split_pids_limit(resources: dict | None) -> tuple[dict | None, dict | None]:
 
 
 def _converse(ch: Channel, spec, container_id: str, bundle: str, cgroup, stage1_pid: int,
-              after_stage1: dict | None) -> tuple[int | None, int, int | None]:
+              after_stage1: dict | None, release_stage1) -> tuple[int | None, int, int | None]:
     """Answer the children until stage 2 is ready; return (seccomp notify fd, container pid,
-    its start time). `after_stage1`: the resources to apply once stage 1 is gone."""
+    its start time). `after_stage1`: the resources to apply once stage 1 is gone.
+    `release_stage1(pid 1 is our child)` lets stage 1 exit, once pid 1 exists."""
     pid = 0
     pid_start = None
     while True:
@@ -255,6 +274,7 @@ def _converse(ch: Channel, spec, container_id: str, bundle: str, cgroup, stage1_
             # Read now: once "ready" comes pid 1 is in its execve, which /proc/<pid>/stat waits
             # for (~0.5 ms, the interpreter's memory being unmapped).
             pid_start = proc_start_time(pid)
+            release_stage1(bool(msg.get("sibling")))
             if after_stage1 is not None:
                 posix.waitpid(stage1_pid, 0)  # stage 1 has done its part
                 # pid 1 is alone in the cgroup and waits for "go": a pids.limit of 0 or 1 is a
@@ -298,6 +318,10 @@ def _undo(pid: int, stage1_pid: int, cgroup) -> None:
         except ProcessLookupError:
             pass
         wait_exit(pid, 5)
+        try:
+            posix.waitpid(pid, posix.WNOHANG)  # ours to reap when it was forked as our child (pid1_child)
+        except ChildProcessError:
+            pass
     if cgroup is not None:
         try:
             cgroup.kill_all(SIGKILL)

@@ -1,9 +1,12 @@
 """`run` in the foreground: create + start, then stay as the container's reaper.
 
-ocipy becomes a child subreaper during create, before stage 1 exits (create's
-before_orphaning), so the container's pid 1 (whose parent, stage 1, exits) is
-reparented to us and we can wait() for its exit status. That is done while stage 1
-works, as is importing the syscalls module it takes (ctypes: ~2 ms of `run`).
+The container's pid 1 is forked as our own child (create's pid1_child: clone3's
+CLONE_PARENT, as runc does), so we can wait() for its exit status. Where the kernel
+cannot do that, ocipy becomes a child subreaper during create, before stage 1 (pid 1's
+parent) exits (create's before_orphaning), so pid 1 is reparented to us. Without a pid
+namespace of its own, the container's orphans would reach us too: we become their
+subreaper before `start` (runc does so for every `run`; the syscalls module that takes
+costs ~2 ms, which a container with its own pid namespace is spared).
 Signals we receive are forwarded to it (as runc: all but SIGCHLD,
 SIGWINCH and SIGURG). With `process.terminal` and no --console-socket, we take
 the pty master ourselves and relay it to our own stdin/stdout.
@@ -41,10 +44,18 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
         was_subreaper.append(syscalls.get_child_subreaper())
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
-    if not detach and not no_subreaper:
-        options["before_orphaning"] = become_subreaper
+    if not detach:
+        options["pid1_child"] = True
+        if not no_subreaper:
+            options["before_orphaning"] = become_subreaper
+
+    def before_start(container):
+        if not was_subreaper and "before_orphaning" in options and _orphans_reach_us(container.config):
+            become_subreaper()
+
     try:
-        return _create_start_wait(runtime, container_id, bundle, own_console, detach=detach, keep=keep, options=options)
+        return _create_start_wait(runtime, container_id, bundle, own_console, detach=detach, keep=keep, options=options,
+                                  before_start=before_start)
     finally:
         if was_subreaper:
             from .linux import syscalls
@@ -52,7 +63,14 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, int(was_subreaper[0]))
 
 
-def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, keep, options) -> int:
+def _orphans_reach_us(config: dict) -> bool:
+    """Pure: whether the container shares our pid namespace, whose orphans go to the nearest
+    subreaper (in a pid namespace of its own, made or joined, its init adopts them)."""
+    namespaces = (config.get("linux") or {}).get("namespaces") or []
+    return not any(ns.get("type") == "pid" for ns in namespaces)
+
+
+def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, keep, options, before_start) -> int:
     try:
         container = runtime.create(container_id, bundle, **options)
     finally:
@@ -65,6 +83,7 @@ def _create_start_wait(runtime, container_id, bundle, own_console, *, detach, ke
 
             master = receive_master(own_console)
             own_console.close()
+        before_start(container)
         container.start()
     except BaseException:
         runtime.delete(container_id, force=True)
@@ -117,7 +136,7 @@ def _copy_winsize(master: int | None) -> None:
 
 
 def wait_pid(pid: int, master: int | None) -> int:
-    """Wait for `pid` (our descendant: we are its subreaper), forwarding signals and relaying
+    """Wait for `pid` (our child, or reparented to us as its subreaper), forwarding signals and relaying
     its pty when we hold the master; return its exit code."""
     pidfd = posix.pidfd_open(pid)
     previous_handlers = _forward_signals(pid, master)
@@ -182,7 +201,7 @@ def _reap(pid: int) -> int:
         if code < 0:
             code = 128 - code
     except ChildProcessError:
-        pass  # not our child (--no-subreaper): the status is not ours to read
+        pass  # not our child (an old kernel and --no-subreaper): the status is not ours to read
     while True:
         try:
             if posix.waitpid(-1, posix.WNOHANG)[0] == 0:

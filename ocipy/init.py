@@ -49,7 +49,7 @@ class InitContext:
         self, *, container_id: str, spec, bundle: str, rootfs: str, fifo_fd: int, channel: Channel, cgroup,
         ns_plan: namespaces.NamespacePlan, oci_version: str = "1.3.0", console_fd: int | None = None,
         preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, annotations: dict | None = None,
-        cgroup_join: str = "join", hold_fd: int | None = None,
+        cgroup_join: str = "join", hold_fd: int | None = None, pid1_sibling: bool = False,
     ):
         self.container_id = container_id
         self.spec = spec  # ocipy.spec.Spec
@@ -60,6 +60,7 @@ class InitContext:
         self.cgroup = cgroup  # joining.RecordedCgroup: the directories the parent made
         self.cgroup_join = cgroup_join  # how to enter its cgroup2 directory: see create.setup_message
         self.hold_fd = hold_fd  # stage 1 reads it to its end before exiting (create's before_orphaning)
+        self.pid1_sibling = pid1_sibling  # fork pid 1 as a child of create's caller (create's pid1_child)
         self.ns_plan = ns_plan
         self.oci_version = oci_version
         self.console_fd = console_fd
@@ -93,6 +94,7 @@ def context_from_setup(msg: dict, fds: list, channel: Channel) -> InitContext:
         no_new_keyring=msg["no_new_keyring"],
         annotations=spec.annotations,
         cgroup_join=msg["cgroup_join"],
+        pid1_sibling=msg.get("pid1_sibling", False),
     )
 
 
@@ -150,10 +152,10 @@ def stage1(ctx: InitContext) -> None:
         # A credential change (becoming root in a user namespace) resets dumpable: set it again
         # before pid 1 exists.
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
-        pid = _fork_pid1(v2_fd, ctx.cgroup)
+        pid, sibling = _fork_pid1(v2_fd, ctx.cgroup, ctx.pid1_sibling)
         if pid == 0:
             stage2(ctx)
-        ctx.channel.send({"type": "pid", "pid": pid})
+        ctx.channel.send({"type": "pid", "pid": pid, "sibling": sibling})
         if ctx.hold_fd is not None:
             os.read(ctx.hold_fd, 1)  # until the parent closes its end
     except BaseException as e:  # noqa: BLE001 - a child must report everything
@@ -175,22 +177,27 @@ def _open_v2_dir(directory: str | None) -> int | None:
         raise SetupError(f"cannot open cgroup {directory}: {os.strerror(e.errno)}") from None
 
 
-def _fork_pid1(v2_fd: int | None, cgroup: RecordedCgroup) -> int:
-    """os.fork(), with the child born in the cgroup2 directory `v2_fd` if given. A kernel
-    without clone3's CLONE_INTO_CGROUP (before 5.7) gets the cgroup.procs write instead,
-    which stage 1 may still do: `v2_fd` is only given while it keeps the host's credentials."""
-    if v2_fd is None:
-        return os.fork()
+def _fork_pid1(v2_fd: int | None, cgroup: RecordedCgroup, sibling: bool) -> tuple[int, bool]:
+    """(the pid as os.fork() returns it, whether pid 1 is a sibling of ours): pid 1 is born
+    in the cgroup2 directory `v2_fd` if given, and with `sibling` as a child of create's caller
+    (syscalls.clone_fork). A kernel without clone3's CLONE_INTO_CGROUP (before 5.7) gets a
+    plain fork of our child, and the cgroup.procs write, which stage 1 may still do: `v2_fd`
+    is only given while it keeps the host's credentials."""
+    if v2_fd is None and not sibling:
+        return os.fork(), False
     try:
-        pid = syscalls.fork_into_cgroup(v2_fd)
-        if pid is None:
+        pid = syscalls.clone_fork(v2_fd, sibling=sibling)
+        if pid is not None:
+            return pid, sibling
+        if v2_fd is not None:
             cgroup.enter()  # its v1 hierarchies again (a no-op), and cgroup.procs
-            pid = os.fork()
+        return os.fork(), False
     except OSError as e:
-        raise SetupError(f"cannot add process to cgroup {cgroup.v2_dir()}: {os.strerror(e.errno)}") from None
+        where = f"add process to cgroup {cgroup.v2_dir()}" if v2_fd is not None else "fork the container's process"
+        raise SetupError(f"cannot {where}: {os.strerror(e.errno)}") from None
     finally:
-        os.close(v2_fd)  # in both processes
-    return pid
+        if v2_fd is not None:
+            os.close(v2_fd)  # in both processes
 
 
 # --- stage 2: the container's pid 1 --------------------------------------------------

@@ -52,6 +52,11 @@ class Container:
         return self._state.pid
 
     @property
+    def config(self) -> dict:
+        """The config it was created from."""
+        return self._state.config
+
+    @property
     def status(self) -> str:
         return self._state.status()
 

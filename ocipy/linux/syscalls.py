@@ -18,6 +18,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 # --- clone / namespace flags (linux/sched.h) --------------------------------------
 CLONE_INTO_CGROUP = 0x200000000
+CLONE_PARENT = 0x00008000
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -268,6 +269,16 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     cgroup_threadgroup_rwsem for writing, which after a quiet spell first waits for an
     RCU grace period (4-20 ms on this kind of host, on every `run` and `exec`).
     A child born in its cgroup takes that lock only for reading.
+    """
+    return clone_fork(cgroup_fd)
+
+
+def clone_fork(cgroup_fd: int | None = None, *, sibling: bool = False) -> int | None:
+    """os.fork() through clone3: the child born in the cgroup2 directory `cgroup_fd` if one
+    is given (see fork_into_cgroup), and with `sibling` a child of our own parent rather than
+    ours (CLONE_PARENT, as runc's nsexec forks the container's init: the caller of create can
+    wait() for it without being a subreaper). None, with nothing forked, when that cannot be
+    done here: no clone3 (Linux 5.3), no CLONE_INTO_CGROUP (5.7), or more than one thread.
 
     The Python side of os.fork() is kept: PyOS_BeforeFork/AfterFork_* take and reset
     the import lock and the GIL and run os.register_at_fork hooks. What glibc's fork()
@@ -277,7 +288,10 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     """
     if len(os.listdir("/proc/self/task")) != 1:
         return None
-    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd),
+    flags = (CLONE_INTO_CGROUP if cgroup_fd is not None else 0) | (CLONE_PARENT if sibling else 0)
+    # A sibling's exit signal is its new parent's choice (ours, SIGCHLD): clone3 wants 0 here.
+    exit_signal = 0 if sibling else SIGCHLD
+    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(flags, 0, 0, 0, exit_signal, 0, 0, 0, 0, 0, cgroup_fd or 0),
                                        _CLONE_ARGS.size)
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
@@ -289,9 +303,10 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     api.PyOS_AfterFork_Parent()
     if pid > 0:
         return pid
-    if err in (_errno.ENOSYS, _errno.E2BIG, _errno.EINVAL):  # no clone3, or no CLONE_INTO_CGROUP in it
+    if err in (_errno.ENOSYS, _errno.E2BIG, _errno.EINVAL):  # no clone3, or not these flags in it
         return None
-    raise OSError(err, f"clone3 into a cgroup: {os.strerror(err)}")
+    what = "into a cgroup" if cgroup_fd is not None else "as a sibling"
+    raise OSError(err, f"clone3 {what}: {os.strerror(err)}")
 
 
 # --- prctl and capabilities ------------------------------------------------------------

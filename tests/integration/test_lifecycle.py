@@ -215,6 +215,35 @@ def test_stage1_holds_pid_1_until_before_orphaning_returns(runtime, bundle):
         runtime.delete("hold1", force=True)
 
 
+def test_pid1_child_makes_pid_1_the_callers_own_child(runtime, bundle):
+    """With pid1_child (what `run` asks for), pid 1 is forked as the caller's child (clone3's
+    CLONE_PARENT): the caller waits for it with no subreaper, and before_orphaning, which only
+    the kernels without that need, is not called."""
+    bundle.args("sh", "-c", "exit 4").write()
+    called = []
+    try:
+        c = runtime.create("sib1", str(bundle.path), pid1_child=True, before_orphaning=lambda: called.append(1))
+        with open(f"/proc/{c.pid}/status") as f:
+            ppid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+        assert ppid == os.getpid() and called == []
+        c.start()
+        assert os.waitstatus_to_exitcode(os.waitpid(c.pid, 0)[1]) == 4
+    finally:
+        runtime.delete("sib1", force=True)
+
+
+def test_run_adopts_the_orphans_of_a_container_in_its_pid_namespace(state_root, bundle):
+    """A container without a pid namespace of its own leaves its orphans to the nearest
+    subreaper: `run` is that one (as runc's), although pid 1 is its child anyway."""
+    bundle.config["linux"]["namespaces"] = [ns for ns in bundle.config["linux"]["namespaces"] if ns["type"] != "pid"]
+    bundle.shell('p=$(sh -c "sleep 0.3 >/dev/null 2>&1 & echo \\$!"); sleep 0.1; grep PPid /proc/$p/status').write()
+    argv = [sys.executable, "-m", "ocipy", "--root", str(state_root), "run", "--bundle", str(bundle.path), "orph1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.split() == ["PPid:", str(proc.pid)]
+
+
 def test_cgroup_manager_disabled_runs_without_a_cgroup(ocipy, bundle):
     bundle.shell("cat /proc/self/cgroup").write()
     r = ocipy("--cgroup-manager", "disabled", "run", "--bundle", bundle.path, "nocg")

@@ -98,3 +98,27 @@ def test_mount_id_from_statx_is_the_one_fdinfo_gives(path):
     finally:
         os.close(fd)
     assert sc.mount_id(10_000) is None  # not an fd: the caller falls back to fdinfo
+
+
+def test_clone_fork_as_a_sibling_makes_a_child_of_our_parent():
+    """What create's pid1_child relies on: a process forked by our child with sibling=True is
+    our own child (we wait() for it, exit code included), not our grandchild."""
+    r, w = os.pipe()
+
+    def child():
+        pid = sc.clone_fork(sibling=True)
+        if pid is None:
+            return 42  # no clone3 here: reported below as a skip
+        if pid == 0:
+            os._exit(7)
+        os.write(w, str(pid).encode())
+        return 0
+
+    assert in_child(child) in (0, 42)
+    os.close(w)
+    text = os.read(r, 20).decode()
+    os.close(r)
+    if not text:
+        pytest.skip("this kernel has no clone3 (Linux 5.3)")
+    status = os.waitpid(int(text), 0)[1]  # ChildProcessError if it were not ours
+    assert os.waitstatus_to_exitcode(status) == 7
