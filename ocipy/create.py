@@ -27,8 +27,6 @@ from .errors import ConfigError, HookError, OcipyError, SetupError
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
 
-O_PATH = 0o10000000  # os.O_PATH, which Python 3.11 lacks (and syscalls would import ctypes)
-
 
 def create_container(
     store: StateStore,
@@ -77,7 +75,7 @@ def create_container(
         cgroup = cgroups.new_manager(container_id, spec.linux.cgroups_path, driver=cgroup_driver)
         fifo = fspath.join(state_dir, "exec.fifo")
         make_fifo(fifo)
-        fifo_fd = posix.open(fifo, O_PATH | posix.O_CLOEXEC)
+        fifo_fd = posix.open(fifo, posix.O_PATH | posix.O_CLOEXEC)
         if isinstance(console_socket, str):
             console_sock = _connect_console(console_socket)
         elif console_socket is not None:

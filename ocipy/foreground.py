@@ -17,22 +17,23 @@ import posix  # not os (~1 ms): see fspath.py
 import select
 import sys
 
-from . import fspath, jsonfast
+from .prefork import read_config
 
 _NOT_FORWARDED = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGURG, _signal.SIGKILL, _signal.SIGSTOP}
 
 
-def _wants_terminal(bundle: str) -> bool:
+def _wants_terminal(bundle: str, stage1) -> bool:
+    """process.terminal, from the config.json the CLI's prefork has read already (else read here)."""
+    config = stage1.config if stage1 is not None else read_config(bundle)
     try:
-        with open(fspath.join(bundle, "config.json")) as f:
-            return bool((jsonfast.loads(f.read()).get("process") or {}).get("terminal"))
-    except (OSError, ValueError):
-        return False  # create reports the real problem
+        return bool((config.get("process") or {}).get("terminal"))
+    except AttributeError:  # unreadable, or not objects: create reports the real problem
+        return False
 
 
 def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep: bool, no_subreaper: bool = False, **options) -> int:
     own_console = None
-    if not detach and options.get("console_socket") is None and _wants_terminal(bundle):
+    if not detach and options.get("console_socket") is None and _wants_terminal(bundle, options.get("stage1")):
         import socket
 
         own_console, options["console_socket"] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -44,13 +45,14 @@ def run_container(runtime, container_id: str, bundle: str, *, detach: bool, keep
         was_subreaper.append(syscalls.get_child_subreaper())
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
+    reaper = not detach and not no_subreaper
     if not detach:
         options["pid1_child"] = True
-        if not no_subreaper:
-            options["before_orphaning"] = become_subreaper
+    if reaper:
+        options["before_orphaning"] = become_subreaper
 
     def before_start(container):
-        if not was_subreaper and "before_orphaning" in options and _orphans_reach_us(container.config):
+        if reaper and not was_subreaper and _orphans_reach_us(container.config):
             become_subreaper()
 
     try:

@@ -164,3 +164,18 @@ def test_an_unreadable_config_is_left_for_create_to_report(tmp_path):
         assert stage1.pid > 0 and stage1.config is None
     finally:
         stage1.abandon()
+
+
+def test_run_asks_the_config_prefork_read_whether_it_wants_a_terminal(tmp_path):
+    """`run` takes the pty itself for process.terminal: it reads that from the config the CLI's
+    prefork parsed (no second read), or from the bundle for a library caller."""
+    from ocipy.foreground import _wants_terminal
+
+    read = prefork.Stage1(None, 0, {"process": {"terminal": True}})
+    assert _wants_terminal(str(tmp_path), read)  # the bundle has no config.json: not read again
+    assert not _wants_terminal(str(tmp_path), prefork.Stage1(None, 0, None))
+    assert not _wants_terminal(str(tmp_path), None)
+    (tmp_path / "config.json").write_text(json.dumps({"process": {"terminal": True}}))
+    assert _wants_terminal(str(tmp_path), None)
+    (tmp_path / "config.json").write_text(json.dumps({"process": "not an object"}))
+    assert not _wants_terminal(str(tmp_path), None)
