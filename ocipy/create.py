@@ -281,7 +281,7 @@ def _converse(ch: Channel, spec, container_id: str, bundle: str, cgroup, stage1_
             ch.send({"type": "go", "pid": pid})
         elif kind == "hooks":
             if spec.linux.net_devices:
-                from .linux import network  # its pyroute2 and syscalls (ctypes) only for a config that needs them
+                from .linux import network  # its pyroute2 only for a config that needs them
 
                 network.move_devices(spec.linux.net_devices, f"/proc/{pid}/ns/net")
             state = {"ociVersion": spec.oci_version, "id": container_id, "status": "creating", "pid": pid, "bundle": bundle}

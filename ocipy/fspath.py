@@ -4,8 +4,8 @@ Why: `import os` costs about 1 ms (os.environ is a collections.abc mapping, and 
 module builds some thirty classes). The parent side of `create` and `run` needs nothing
 else from os, and everything it does before handing stage 1 its setup is on the
 critical path of both; `state`, `start`, `kill`, `delete` and `list` are little more
-than the interpreter's own start. (The container side imports ctypes, which imports os,
-so stage 1 and pid 1 use os freely.)
+than the interpreter's own start. (Stage 1 and pid 1 use os freely: their
+imports run while this side works.)
 
 Each function does what its os.path namesake does for str paths (tests/unit/test_fspath.py
 compares them).

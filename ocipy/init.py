@@ -4,7 +4,7 @@ Two forked processes, no re-exec of the interpreter:
 
 stage 1  is forked first thing in create (prefork.py), before the config is validated,
          even before the CLI imports the rest of ocipy: it imports
-         this side's modules (ctypes, the mount and device code: about half of
+         this side's modules (the kernel calls, the mount and device code: about half of
          create's imports) while the parent validates the config and makes the
          cgroup, then waits for the parent's "setup" message (the validated config,
          the cgroup's directories, exec.fifo and the console socket). It joins the

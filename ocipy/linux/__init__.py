@@ -1,1 +1,1 @@
-"""Kernel concerns, one module each; syscalls.py is the only ctypes layer."""
+"""Kernel concerns, one module each; syscalls.py (on libc.py) is the one way to the calls Python lacks."""

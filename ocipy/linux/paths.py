@@ -110,8 +110,8 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
             return open_in_root(root_fd, "/".join(todo), O_PATH | os.O_DIRECTORY)
         except OSError:
             pass
-    done: list[str] = []
-    cur = os.dup(root_fd)
+    done, cur = _longest_existing_prefix(root_fd, todo)
+    todo = todo[len(done):]
     links = 0
     try:
         while todo:
@@ -144,6 +144,21 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
     except BaseException:
         os.close(cur)
         raise
+
+
+def _longest_existing_prefix(root_fd: int, parts: list[str]) -> tuple[list[str], int]:
+    """(the longest proper prefix of `parts` that resolves inside the root to a directory,
+    an O_PATH fd of it): where mkdir_all_in_root's walk can start, which is usually just
+    above the last component (a mount point in a fresh tmpfs). Resolving a prefix from the
+    root in one go is what the walk would do for it component by component. Any failure but
+    a missing component gives up: the walk starts at the root and reports it."""
+    for end in range(len(parts) - 1, 0, -1):
+        try:
+            return parts[:end], open_in_root(root_fd, "/".join(parts[:end]), O_PATH | os.O_DIRECTORY)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                break
+    return [], os.dup(root_fd)
 
 
 def split_parent(path: str) -> tuple[str, str]:

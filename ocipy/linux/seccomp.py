@@ -51,7 +51,7 @@ libseccomp.so.2 is driven through ctypes here (`Filter`, `_libseccomp`), not
 through pyseccomp: importing pyseccomp costs ~20 ms (it imports ctypes.util, hence
 subprocess and shutil, and typing), on every create of a docker or podman
 container (their configs always carry a profile). seccomp(2) itself goes through
-syscalls.seccomp_set_mode_filter (the one ctypes layer to the kernel) to load the
+syscalls.seccomp_set_mode_filter (the one layer to the kernel's calls) to load the
 patched program with our own flags and get the notify fd.
 
 ctypes is imported only inside functions, so importing this module costs nothing

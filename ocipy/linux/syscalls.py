@@ -1,20 +1,30 @@
-"""The one ctypes layer between ocipy and libc.
+"""The one layer between ocipy and the kernel calls Python lacks (through ocipy.linux.libc).
 
 Python 3.11 has no os.unshare/os.setns, and nothing in the standard library
 mounts, pivots or resolves a path inside a root. Every wrapper here raises
 OSError with the errno and a message naming what was attempted, so a failure
 deep in container set-up reads as `mount proc on /proc: Operation not permitted`.
+The kernel's structures are packed with `struct`: bytes where the kernel only reads
+them, a libc.buffer where it writes.
 """
 
-import ctypes
 import errno as _errno
 import os
 import struct
 from _signal import SIGCHLD  # the C module behind `signal`, whose enums cost 4 ms of imports
 
-# The interpreter already has libc loaded: dlopen(NULL) reaches it without find_library,
-# which runs `ldconfig -p` in a subprocess (about 9 ms on every command).
-_libc = ctypes.CDLL(None, use_errno=True)
+from . import libc
+
+_unshare = libc.function("unshare")
+_setns = libc.function("setns")
+_mount = libc.function("mount")
+_umount2 = libc.function("umount2")
+_fstatfs = libc.function("fstatfs")
+_sethostname = libc.function("sethostname")
+_setdomainname = libc.function("setdomainname")
+_personality = libc.function("personality")
+_prctl = libc.function("prctl")
+_syscall = libc.function("syscall", returns_long=True)
 
 # --- clone / namespace flags (linux/sched.h) --------------------------------------
 CLONE_INTO_CGROUP = 0x200000000
@@ -107,7 +117,7 @@ def _nr(name: str) -> int:
 
 def _check(result: int, what: str) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = libc.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
 
@@ -120,11 +130,11 @@ def _b(path) -> bytes | None:
 
 # --- namespaces --------------------------------------------------------------------
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({namespace_flag_names(flags)})")
+    _check(_unshare(flags), f"unshare({namespace_flag_names(flags)})")
 
 
 def setns(fd: int, nstype: int = 0, what: str = "") -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns {what or fd}")
+    _check(_setns(fd, nstype), f"setns {what or fd}")
 
 
 _NS_NAMES = {
@@ -145,19 +155,19 @@ def namespace_flag_names(flags: int) -> str:
 
 # --- mounts --------------------------------------------------------------------------
 def mount(source, target, fstype, flags: int = 0, data: str | None = None) -> None:
-    res = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    res = _mount(_b(source), _b(target), _b(fstype), flags, _b(data))
     if res < 0:
-        err = ctypes.get_errno()
+        err = libc.get_errno()
         kind = fstype or ("bind" if flags & MS_BIND else "propagation" if flags & (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE) else "")
         raise OSError(err, f"mount {kind} {source or ''} on {target} (flags {flags:#x}{', ' + data if data else ''}): {os.strerror(err)}")
 
 
 def umount2(target, flags: int = 0) -> None:
-    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
+    _check(_umount2(_b(target), flags), f"umount {target}")
 
 
 def pivot_root(new_root, put_old) -> None:
-    _check(_libc.syscall(_nr("pivot_root"), _b(new_root), _b(put_old)), f"pivot_root {new_root}")
+    _check(_syscall(_nr("pivot_root"), _b(new_root), _b(put_old)), f"pivot_root {new_root}")
 
 
 # --- the new mount API (detached trees, mount attributes) ----------------------------
@@ -170,66 +180,63 @@ MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
 _AT_FDCWD = -100
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+_MOUNT_ATTR = struct.Struct("=4Q")  # struct mount_attr: attr_set, attr_clr, propagation, userns_fd
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, *, recursive: bool = True, userns_fd: int = 0, what: str | None = None) -> None:
     """mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE]): MOUNT_ATTR_* bits on the mount at `fd`."""
-    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
+    attr = _MOUNT_ATTR.pack(attr_set, attr_clr, 0, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    res = _libc.syscall(_nr("mount_setattr"), ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    res = _syscall(_nr("mount_setattr"), fd, b"", flags, attr, len(attr))
     _check(res, what or f"mount_setattr(set={attr_set:#x}, clear={attr_clr:#x})")
 
 
 def open_tree(path: str, recursive: bool) -> int:
     """A detached copy of the mount (tree) at `path`: an fd to attach with move_mount_to_fd."""
     flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    fd = _libc.syscall(_nr("open_tree"), ctypes.c_int(_AT_FDCWD), os.fsencode(path), ctypes.c_uint(flags))
+    fd = _syscall(_nr("open_tree"), _AT_FDCWD, os.fsencode(path), flags)
     return _check(fd, f"open_tree {path}")
 
 
 def move_mount_to_fd(tree_fd: int, target_fd: int) -> None:
     """Attach the detached tree `tree_fd` onto the file or directory `target_fd`."""
     flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-    res = _libc.syscall(_nr("move_mount"), ctypes.c_int(tree_fd), b"", ctypes.c_int(target_fd), b"", ctypes.c_uint(flags))
+    res = _syscall(_nr("move_mount"), tree_fd, b"", target_fd, b"", flags)
     _check(res, "move_mount")
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+_STATFS_SIZE = 120  # struct statfs on the 64-bit ABIs; f_type is the long at 0
 
 
 def fstatfs_type(fd: int) -> int:
     """The filesystem magic number (statfs f_type) of the file at `fd`."""
-    buf = _Statfs()
-    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
-    return buf.f_type & 0xFFFFFFFF
+    buf = libc.buffer(_STATFS_SIZE)
+    _check(_fstatfs(fd, buf), "fstatfs")
+    return struct.unpack_from("@l", buf.raw)[0] & 0xFFFFFFFF
 
 
 # --- identity ------------------------------------------------------------------------
 def sethostname(name: str) -> None:
     data = name.encode()
-    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), f"sethostname {name!r}")
+    _check(_sethostname(data, len(data)), f"sethostname {name!r}")
 
 
 def setdomainname(name: str) -> None:
     data = name.encode()
-    _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), f"setdomainname {name!r}")
+    _check(_setdomainname(data, len(data)), f"setdomainname {name!r}")
 
 
 def personality(persona: int) -> int:
-    return _check(_libc.personality(ctypes.c_ulong(persona)), f"personality({persona:#x})")
+    return _check(_personality(persona), f"personality({persona:#x})")
 
 
 # --- openat2: resolve a path inside a root ------------------------------------------
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+_OPEN_HOW = struct.Struct("=3Q")  # struct open_how: flags, mode, resolve
 
 
 def openat2(dirfd: int, path, flags: int, resolve: int, mode: int = 0) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    fd = _libc.syscall(_nr("openat2"), ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    how = _OPEN_HOW.pack(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _syscall(_nr("openat2"), dirfd, _b(path), how, len(how))
     return _check(fd, f"open {path} inside the container root")
 
 
@@ -242,21 +249,23 @@ def mount_id(fd: int) -> int | None:
     """The id of the mount `fd` lives on, from statx(STATX_MNT_ID) (Linux 5.8): one syscall
     where /proc/self/fdinfo costs an open, a read and a parse. None when the kernel does
     not say (the caller falls back to fdinfo)."""
-    buf = ctypes.create_string_buffer(_STATX_SIZE)
-    res = _libc.syscall(_nr("statx"), ctypes.c_int(fd), b"", ctypes.c_int(_AT_EMPTY_PATH), ctypes.c_uint(STATX_MNT_ID), buf)
+    buf = libc.buffer(_STATX_SIZE)
+    res = _syscall(_nr("statx"), fd, b"", _AT_EMPTY_PATH, STATX_MNT_ID, buf)
     if res < 0:
         return None
     raw = buf.raw
-    if not int.from_bytes(raw[0:4], "little") & STATX_MNT_ID:
+    if not struct.unpack_from("=I", raw, 0)[0] & STATX_MNT_ID:
         return None
-    return int.from_bytes(raw[0x90:0x98], "little")
+    return struct.unpack_from("=Q", raw, 0x90)[0]
 
 
 # --- fork into a cgroup ---------------------------------------------------------------
-# libc's syscall() called with the GIL held (PyDLL), as os.fork() calls fork(): the child
-# must not start life in a ctypes call that released the GIL.
-_syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall
-_syscall_holding_gil.restype = ctypes.c_long
+# libc's syscall() called with the GIL held, as os.fork() calls fork(): the child must not
+# start life in a foreign call that released the GIL.
+_syscall_holding_gil = libc.function("syscall", returns_long=True, holding_gil=True)
+_before_fork = libc.function("PyOS_BeforeFork", holding_gil=True)
+_after_fork_child = libc.function("PyOS_AfterFork_Child", holding_gil=True)
+_after_fork_parent = libc.function("PyOS_AfterFork_Parent", holding_gil=True)
 _CLONE_ARGS = struct.Struct("11Q")  # struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2, 88 bytes)
 
 
@@ -291,16 +300,14 @@ def clone_fork(cgroup_fd: int | None = None, *, sibling: bool = False) -> int | 
     flags = (CLONE_INTO_CGROUP if cgroup_fd is not None else 0) | (CLONE_PARENT if sibling else 0)
     # A sibling's exit signal is its new parent's choice (ours, SIGCHLD): clone3 wants 0 here.
     exit_signal = 0 if sibling else SIGCHLD
-    args = ctypes.create_string_buffer(_CLONE_ARGS.pack(flags, 0, 0, 0, exit_signal, 0, 0, 0, 0, 0, cgroup_fd or 0),
-                                       _CLONE_ARGS.size)
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = _syscall_holding_gil(ctypes.c_long(_nr("clone3")), args, ctypes.c_size_t(_CLONE_ARGS.size))
+    args = _CLONE_ARGS.pack(flags, 0, 0, 0, exit_signal, 0, 0, 0, 0, 0, cgroup_fd or 0)
+    _before_fork()
+    pid = _syscall_holding_gil(_nr("clone3"), args, len(args))
     if pid == 0:
-        api.PyOS_AfterFork_Child()
+        _after_fork_child()
         return 0
-    err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    err = libc.get_errno()
+    _after_fork_parent()
     if pid > 0:
         return pid
     if err in (_errno.ENOSYS, _errno.E2BIG, _errno.EINVAL):  # no clone3, or not these flags in it
@@ -311,48 +318,40 @@ def clone_fork(cgroup_fd: int | None = None, *, sibling: bool = False) -> int | 
 
 # --- prctl and capabilities ------------------------------------------------------------
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0, what: str = "prctl") -> int:
-    return _check(
-        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
-        what,
-    )
+    return _check(_prctl(option, arg2, arg3, arg4, arg5), what)
 
 
 def get_child_subreaper() -> int:
     """PR_GET_CHILD_SUBREAPER: the one prctl here that answers through a pointer."""
-    value = ctypes.c_int(0)
-    _check(_libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "get child subreaper")
-    return value.value
+    value = libc.buffer(4)  # an int
+    _check(_prctl(PR_GET_CHILD_SUBREAPER, value, 0, 0, 0), "get child subreaper")
+    return struct.unpack("@i", value.raw)[0]
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+_CAP_HEADER = struct.Struct("=Ii")  # struct __user_cap_header_struct: version, pid
+# Two struct __user_cap_data_struct (effective, permitted, inheritable): capabilities 0-31, then 32-63.
+_CAP_DATA = struct.Struct("=6I")
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) as 64-bit masks."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
-    data = (_CapData * 2)()
-    _check(_libc.syscall(_nr("capget"), ctypes.byref(hdr), data), "capget")
-    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32) for f in ("effective", "permitted", "inheritable"))
+    # a buffer: the kernel writes its own version here if it does not know ours
+    hdr = libc.buffer(_CAP_HEADER.size, _CAP_HEADER.pack(_LINUX_CAPABILITY_VERSION_3, pid))
+    data = libc.buffer(_CAP_DATA.size)
+    _check(_syscall(_nr("capget"), hdr, data), "capget")
+    sets = _CAP_DATA.unpack(data.raw)  # the low 32 bits of the three sets, then their high bits
+    return tuple(low | (high << 32) for low, high in zip(sets[:3], sets[3:]))
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set the three per-thread capability sets from 64-bit masks (any capability number)."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in range(2):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_nr("capset"), ctypes.byref(hdr), data), "capset")
+    hdr = _CAP_HEADER.pack(_LINUX_CAPABILITY_VERSION_3, 0)
+    sets = (effective, permitted, inheritable)
+    data = _CAP_DATA.pack(*[s & 0xFFFFFFFF for s in sets], *[(s >> 32) & 0xFFFFFFFF for s in sets])
+    _check(_syscall(_nr("capset"), hdr, data), "capset")
 
 
 _last_cap: list[int] = []  # read once per process: the kernel's, fixed until reboot
@@ -373,8 +372,7 @@ def last_cap() -> int:
 SECCOMP_SET_MODE_FILTER = 1
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+_SOCK_FPROG = struct.Struct("@HP")  # struct sock_fprog: len (in 8-byte instructions), filter pointer
 
 
 def seccomp_set_mode_filter(flags: int, program: bytes | None) -> tuple[int, int]:
@@ -387,25 +385,22 @@ def seccomp_set_mode_filter(flags: int, program: bytes | None) -> tuple[int, int
     if program is None:
         prog_ptr = None
     else:
-        buf = ctypes.create_string_buffer(program, len(program))
-        prog_ptr = ctypes.byref(_SockFprog(len(program) // 8, ctypes.addressof(buf)))
-    ctypes.set_errno(0)
-    rc = _libc.syscall(_nr("seccomp"), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags), prog_ptr)
-    return rc, ctypes.get_errno()
+        buf = libc.buffer(len(program), program)  # alive until the call returns: prog_ptr points into it
+        prog_ptr = _SOCK_FPROG.pack(len(program) // 8, libc.addressof(buf))
+    libc.set_errno(0)
+    rc = _syscall(_nr("seccomp"), SECCOMP_SET_MODE_FILTER, flags, prog_ptr)
+    return rc, libc.get_errno()
 
 
 # --- scheduling, I/O priority, NUMA --------------------------------------------------------
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [
-        ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
-        ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-        ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
-    ]
+# struct sched_attr: size, sched_policy, sched_flags, sched_nice, sched_priority,
+# sched_runtime, sched_deadline, sched_period (48 bytes, no padding)
+_SCHED_ATTR = struct.Struct("=IIQiIQQQ")
 
 
 def sched_setattr(policy: int, *, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
-    _check(_libc.syscall(_nr("sched_setattr"), ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)), f"sched_setattr(policy {policy})")
+    attr = _SCHED_ATTR.pack(_SCHED_ATTR.size, policy, flags, nice, priority, runtime, deadline, period)
+    _check(_syscall(_nr("sched_setattr"), 0, attr, 0), f"sched_setattr(policy {policy})")
 
 
 IOPRIO_WHO_PROCESS = 1
@@ -413,23 +408,24 @@ IOPRIO_WHO_PROCESS = 1
 
 def ioprio_set(ioclass: int, priority: int) -> None:
     value = (ioclass << 13) | priority
-    _check(_libc.syscall(_nr("ioprio_set"), ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(0), ctypes.c_int(value)), f"ioprio_set(class {ioclass}, priority {priority})")
+    _check(_syscall(_nr("ioprio_set"), IOPRIO_WHO_PROCESS, 0, value), f"ioprio_set(class {ioclass}, priority {priority})")
 
 
 def set_mempolicy(mode: int, nodes: list[int]) -> None:
     maxnode = (max(nodes) + 1) if nodes else 0
     words = (maxnode + 63) // 64 or 1
-    mask = (ctypes.c_ulong * words)()
+    mask = [0] * words  # an array of unsigned long, a bit per node
     for n in nodes:
         mask[n // 64] |= 1 << (n % 64)
     # The kernel reads maxnode - 1 bits: pass one more than the highest node.
-    _check(_libc.syscall(_nr("set_mempolicy"), ctypes.c_int(mode), mask if nodes else None, ctypes.c_ulong(maxnode + 1 if nodes else 0)), f"set_mempolicy(mode {mode:#x})")
+    packed = struct.pack(f"@{words}L", *mask) if nodes else None
+    _check(_syscall(_nr("set_mempolicy"), mode, packed, maxnode + 1 if nodes else 0), f"set_mempolicy(mode {mode:#x})")
 
 
 # --- keyrings --------------------------------------------------------------------------
 def join_session_keyring(name: str | None) -> None:
-    res = _libc.syscall(_nr("keyctl"), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
-    if res < 0 and ctypes.get_errno() not in (_errno.ENOSYS, _errno.EACCES):
+    res = _syscall(_nr("keyctl"), KEYCTL_JOIN_SESSION_KEYRING, _b(name))
+    if res < 0 and libc.get_errno() not in (_errno.ENOSYS, _errno.EACCES):
         _check(res, "join a new session keyring")
 
 

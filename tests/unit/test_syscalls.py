@@ -1,11 +1,13 @@
 """ocipy.linux.syscalls: the wrappers that replaced python-prctl calls and rootfs's private ctypes."""
 
+import errno
 import os
+import struct
 import tempfile
 
 import pytest
 
-from ocipy.linux import capabilities, mountopts, syscalls as sc
+from ocipy.linux import capabilities, libc, mountopts, syscalls as sc
 from ocipy.linux.rootfs import PROC_SUPER_MAGIC, TMPFS_MAGIC
 
 
@@ -122,3 +124,25 @@ def test_clone_fork_as_a_sibling_makes_a_child_of_our_parent():
         pytest.skip("this kernel has no clone3 (Linux 5.3)")
     status = os.waitpid(int(text), 0)[1]  # ChildProcessError if it were not ours
     assert os.waitstatus_to_exitcode(status) == 7
+
+
+def test_libc_functions_return_c_int_or_long_with_errno():
+    """libc.function's results: a C int keeps its sign (fstatfs's -1 above), a C long its high
+    bits; errno is the call's; integer arguments go as C long, whole."""
+    assert libc.function("getpid")() == os.getpid()
+    syscall = libc.function("syscall", returns_long=True)
+    assert syscall(-1) == -1 and libc.get_errno() == errno.ENOSYS
+    labs = libc.function("labs", returns_long=True)
+    assert labs(-(1 << 40)) == 1 << 40  # a C int argument would have lost the high bits
+
+
+def test_libc_buffer_is_written_by_the_kernel():
+    buf = libc.buffer(8, b"\xff" * 8)
+    assert libc.function("pipe")(buf) == 0
+    read_fd, write_fd = struct.unpack("@ii", buf.raw)
+    try:
+        os.write(write_fd, b"x")
+        assert os.read(read_fd, 1) == b"x"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
