@@ -262,6 +262,11 @@ def build_scenarios(args, host, bare):
     from . import scenarios as s
 
     chosen = [s.Run(host), s.Lifecycle(host), s.ResourcesLifecycle(host), s.State(host), s.Kill(host), s.Exec(host)]
+    profile = s.docker_seccomp_profile()
+    if profile is not None:
+        chosen.insert(1, s.SeccompRun(host, profile))
+    else:
+        print(f"run-seccomp: left out, {s.DOCKER_CONFIG} is missing", file=sys.stderr)
     chosen += [s.List(host, n) for n in args.list_counts]
     chosen.append(s.CreatedMemory(host))
     if args.sequential:

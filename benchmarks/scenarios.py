@@ -224,10 +224,10 @@ class Host:
         self._n += 1
         return f"{prefix}-{self._n}-{uuid.uuid4().hex[:6]}"
 
-    def bundle(self, cid, args, resources=None):
+    def bundle(self, cid, args, resources=None, seccomp=None):
         """A bundle dir for container `cid`: the default spec config (as `runc spec`, terminal off)
         running `args` on the shared busybox rootfs, with its own relative cgroupsPath (and
-        `resources` merged into linux.resources)."""
+        `resources` merged into linux.resources, `seccomp` as linux.seccomp)."""
         from ocipy.defaults import default_config
 
         config = default_config(terminal=False, args=list(args))
@@ -235,6 +235,8 @@ class Host:
         config["linux"]["cgroupsPath"] = f"{self.cgroup_rel}/{cid}"
         if resources:
             config["linux"].setdefault("resources", {}).update(resources)
+        if seccomp:
+            config["linux"]["seccomp"] = seccomp
         path = os.path.join(self.tmp, "bundles", cid)
         os.makedirs(path)
         with open(os.path.join(path, "config.json"), "w") as f:
@@ -439,6 +441,39 @@ class Run(Scenario):
         cid = self.host.new_id("run")
         out = rt.invoke("run", "--bundle", self.host.bundle(cid, ["true"]), cid)
         return {"run": out.wall * 1000, "peak RSS run": out.maxrss}
+
+
+# The config docker wrote for `docker run -d` on this machine (../shared beside the repository).
+DOCKER_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "corpus",
+                             "engines", "docker-run-d.config.json")
+
+
+def docker_seccomp_profile(path=DOCKER_CONFIG):
+    """The seccomp profile docker gives every container, or None without that file."""
+    try:
+        with open(path) as f:
+            return json.load(f)["linux"]["seccomp"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class SeccompRun(Scenario):
+    """`run` of a `true` container with docker's default seccomp profile (~360 rules, three
+    architectures), as every docker and podman container has one. Both runtimes load it through
+    libseccomp; ocipy builds its program once per state root and keeps it
+    (ocipy/linux/seccomp_cache.py), which the warm-up round does."""
+
+    name = "run-seccomp"
+    rows = [("run, docker's seccomp profile", "ms", 1.0, False)]
+
+    def __init__(self, host, profile):
+        super().__init__(host)
+        self.profile = profile
+
+    def measure(self, rt):
+        cid = self.host.new_id("sec")
+        out = rt.invoke("run", "--bundle", self.host.bundle(cid, ["true"], seccomp=self.profile), cid)
+        return {"run, docker's seccomp profile": out.wall * 1000}
 
 
 class Lifecycle(Scenario):

@@ -177,9 +177,9 @@ def exec_in_container(
     seccomp = (state.config.get("linux") or {}).get("seccomp")
     seccomp_filter = None
     if seccomp:
-        from .linux import seccomp as seccomp_mod
+        from .linux import seccomp_cache
 
-        seccomp_filter = seccomp_mod.prepare(seccomp)
+        seccomp_filter = seccomp_cache.prepare(state.root, seccomp)  # built once per profile
     parent_ch, child_ch = Channel.pair()
     ctx = ExecContext(
         process=proc,

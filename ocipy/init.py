@@ -50,6 +50,7 @@ class InitContext:
         ns_plan: namespaces.NamespacePlan, oci_version: str = "1.3.0", console_fd: int | None = None,
         preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, annotations: dict | None = None,
         cgroup_join: str = "join", hold_fd: int | None = None, pid1_sibling: bool = False,
+        seccomp_built: dict | None = None,
     ):
         self.container_id = container_id
         self.spec = spec  # ocipy.spec.Spec
@@ -68,6 +69,7 @@ class InitContext:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.annotations = annotations or {}
+        self.seccomp_built = seccomp_built  # the profile's program, built by an earlier create (seccomp_cache.Built)
 
 
 def context_from_setup(msg: dict, fds: list, channel: Channel) -> InitContext:
@@ -95,6 +97,7 @@ def context_from_setup(msg: dict, fds: list, channel: Channel) -> InitContext:
         annotations=spec.annotations,
         cgroup_join=msg["cgroup_join"],
         pid1_sibling=msg.get("pid1_sibling", False),
+        seccomp_built=msg.get("seccomp_built"),
     )
 
 
@@ -267,10 +270,17 @@ def _setup_and_exec(ctx: InitContext) -> None:
 
     seccomp = linux.seccomp if linux else None
     seccomp_filter = None
+    built_here = None  # a program built here, for the parent to keep (linux/seccomp_cache.py)
     if seccomp:
-        from .linux import seccomp as seccomp_mod  # only a config with a profile loads libseccomp
+        from .linux import seccomp as seccomp_mod
+        from .linux.seccomp_cache import Built
 
-        seccomp_filter = seccomp_mod.prepare(seccomp)
+        if ctx.seccomp_built is not None:  # no libseccomp (nor ctypes) to load
+            cached = Built.from_message(ctx.seccomp_built)
+            seccomp_filter = seccomp_mod.prepared(seccomp, cached.program, cached.notify_used)
+        else:
+            seccomp_filter = seccomp_mod.prepare(seccomp)
+            built_here = Built(seccomp_filter.program, seccomp_filter.notify, seccomp_mod.library_path())
 
     rootfs.pivot(ctx.rootfs, no_pivot=ctx.no_pivot)
     if spec.hostname is not None and plan.is_new("uts"):
@@ -294,7 +304,10 @@ def _setup_and_exec(ctx: InitContext) -> None:
     launch = prepare_process(proc, seccomp, seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(fifo_fd, ch.fileno()),
                              wait_on_fifo=None if start_hooks else fifo_fd)
     notify_fd = launch.notify_fd
-    ch.send({"type": "ready"}, [notify_fd] if notify_fd is not None else [])
+    ready = {"type": "ready"}
+    if built_here is not None:
+        ready["seccomp_built"] = built_here.to_message()
+    ch.send(ready, [notify_fd] if notify_fd is not None else [])
     if notify_fd is not None:
         os.close(notify_fd)
     ch.close()

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from ocipy.defaults import default_config
+from ocipy.linux.seccomp_cache import CACHE_DIR
 
 # One parent cgroup per test run (relative: under our own cgroup), so a run's leak check sees
 # only its own containers, and the run removes the parent when it ends.
@@ -15,8 +16,11 @@ CGROUP_PARENT = f"ocipy-test-{os.getpid()}"
 
 
 def container_dirs(root: Path) -> list[Path]:
-    """What is in a state root: one directory per container."""
-    return list(Path(root).iterdir()) if Path(root).exists() else []
+    """What is in a state root: one directory per container (besides ocipy's cache of
+    seccomp programs, which outlives the containers by design)."""
+    if not Path(root).exists():
+        return []
+    return [p for p in Path(root).iterdir() if p.name != CACHE_DIR]
 
 
 class Bundle:

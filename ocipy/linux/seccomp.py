@@ -546,6 +546,17 @@ def prepare(seccomp: dict) -> PreparedFilter:
     """
     flt, notify_used = _build(seccomp)
     prog = enosys_stub(seccomp) + _export_bpf(flt)
+    count = len(prog) // 8
+    if count == 0 or count > _BPF_MAXINSNS:
+        raise SetupError(f"seccomp: a filter of {count} instructions cannot be loaded (at most {_BPF_MAXINSNS})")
+    return prepared(seccomp, prog, notify_used)
+
+
+def prepared(seccomp: dict, program: bytes, notify_used: bool) -> PreparedFilter:
+    """The PreparedFilter of a program `prepare` built for this profile before (kept by
+    seccomp_cache.py), without libseccomp: the flags are the profile's, plus
+    SECCOMP_FILTER_FLAG_NEW_LISTENER when `notify_used` (a rule with SCMP_ACT_NOTIFY was
+    added)."""
     flags = 0
     for flag in seccomp.get("flags") or []:
         flags |= _FLAG_BITS[flag][0]
@@ -555,11 +566,24 @@ def prepare(seccomp: dict) -> PreparedFilter:
             flags |= _FLAG_TSYNC_ESRCH  # TSYNC and NEW_LISTENER only go together with it
     else:
         flags &= ~_FLAG_BITS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][0]  # meaningless without a listener
-    count = len(prog) // 8
-    if count == 0 or count > _BPF_MAXINSNS:
-        raise SetupError(f"seccomp: a filter of {count} instructions cannot be loaded (at most {_BPF_MAXINSNS})")
     from . import syscalls  # noqa: F401 - import (and load libc) now, not after pivot_root
-    return PreparedFilter(prog, flags, notify_used)
+    return PreparedFilter(program, flags, notify_used)
+
+
+def library_path() -> str | None:
+    """The file of the libseccomp this process loaded (from /proc/self/maps), or None
+    before one is loaded: what seccomp_cache.py watches for a change."""
+    if _lib is None:
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and "/libseccomp.so" in fields[5]:
+                    return fields[5].strip()
+    except OSError:
+        pass
+    return None
 
 
 def load_prepared(prepared: PreparedFilter) -> int | None:

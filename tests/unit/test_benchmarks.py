@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks import stats  # noqa: E402
+from benchmarks import scenarios as s, stats  # noqa: E402
 from benchmarks.run import add_ratios, build_report, interpreter_of, parse_args, render_table, run_scenario, write_json  # noqa: E402
 from benchmarks.scenarios import FULL_RESOURCES, CommandFailed, Runtime, Scenario, Spawner, host_resources  # noqa: E402
 
@@ -320,3 +320,21 @@ def test_only_list_of_one_container_is_held_to_the_bare_start_target():
 
     assert [row[3] for row in List(None, 1).rows] == [True]
     assert [row[3] for row in List(None, 100).rows] == [False]
+
+
+def test_docker_seccomp_profile_is_read_from_the_corpus_or_left_out(tmp_path):
+    config = tmp_path / "docker-run-d.config.json"
+    assert s.docker_seccomp_profile(str(config)) is None  # missing
+    config.write_text(json.dumps({"linux": {}}))
+    assert s.docker_seccomp_profile(str(config)) is None  # no profile in it
+    config.write_text(json.dumps({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}))
+    assert s.docker_seccomp_profile(str(config)) == {"defaultAction": "SCMP_ACT_ERRNO"}
+
+
+def test_bundle_carries_the_seccomp_profile(tmp_path):
+    host = s.Host(str(tmp_path))
+    host.rootfs = str(tmp_path / "rootfs")
+    path = host.bundle("c1", ["true"], seccomp={"defaultAction": "SCMP_ACT_ALLOW"})
+    config = json.loads((tmp_path / "bundles" / "c1" / "config.json").read_text())
+    assert path.endswith("c1") and config["linux"]["seccomp"] == {"defaultAction": "SCMP_ACT_ALLOW"}
+    assert config["process"]["args"] == ["true"] and config["linux"]["cgroupsPath"].endswith("/c1")
