@@ -570,7 +570,10 @@ def _attach_idmapped(src: str, target_fd: int, step: MountStep) -> None:
         os.close(userns)
 
 
-def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str | None = None, flags: int | None = None, data: str | None = None) -> None:
+def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str | None = None, flags: int | None = None,
+           data: str | None = None, keep: bool = False) -> int | None:
+    """Mount a filesystem on step.destination; with `keep`, return an O_PATH fd of its root
+    (the caller closes it)."""
     fd = _open_dir_dest(root_fd, step)
     fl = step.opts.flags if flags is None else flags
     if step.readonly_later:
@@ -601,10 +604,16 @@ def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str
             if step.opts.flags & sc.MS_RDONLY:
                 sc.mount(None, paths.proc_fd_path(nfd), None, sc.MS_REMOUNT | (fl & ~sc.MS_REMOUNT) | sc.MS_RDONLY, (step.data if data is None else data) or None)
         _apply_after(nfd, step.opts)
-    finally:
+    except BaseException:
         os.close(nfd)
+        raise
+    finally:
         if below is not None:
             os.close(below)
+    if keep:
+        return nfd
+    os.close(nfd)
+    return None
 
 
 def copy_tree(src_fd: int, dst_fd: int) -> None:
@@ -725,37 +734,54 @@ def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_path
     # v1 / hybrid: a tmpfs holding one directory per hierarchy
     tmpfs_flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     tstep = MountStep(step.index, step.destination, "tmpfs", "tmpfs", MountOptions(flags=tmpfs_flags, propagation=step.opts.propagation), "fs", "mode=755")
-    _do_fs(root_fd, tstep)
-    for sub in cgroup_v1_layout(cgroup_paths, new_cgroupns=new_cgroupns):
-        sdest = paths.clean(step.destination + "/" + sub.name)
+    tmpfs_fd = _do_fs(root_fd, tstep, keep=True)
+    try:
         sopts = MountOptions(flags=flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT), clear_flags=step.opts.clear_flags, propagation=list(step.opts.propagation))
-        done = False
+        for sub in cgroup_v1_layout(cgroup_paths, new_cgroupns=new_cgroupns):
+            _mount_hierarchy(tmpfs_fd, sub, sopts)
+            for link in sub.symlinks:
+                try:
+                    os.symlink(sub.name, link, dir_fd=tmpfs_fd)
+                except FileExistsError:
+                    pass
+        if flags & sc.MS_RDONLY:
+            sc.mount(None, paths.proc_fd_path(tmpfs_fd), None, sc.MS_REMOUNT | sc.MS_BIND | tmpfs_flags | sc.MS_RDONLY)
+    finally:
+        os.close(tmpfs_fd)
+
+
+def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
+    """One hierarchy's directory in the cgroup tmpfs just mounted at `tmpfs_fd`, with a fresh
+    mount of the hierarchy on it or, without one (no cgroup namespace of its own, or a user
+    namespace that may not mount it), a bind of the container's cgroup. The tmpfs is ours
+    and new, and no other process is in this mount namespace: nothing in it comes from the
+    image, so its directories are made and opened relative to its root, not resolved again
+    from the container's root (as every destination from config.json is)."""
+    os.mkdir(sub.name, 0o755, dir_fd=tmpfs_fd)
+    fd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)
+    try:
+        bind = not sub.fresh
         if sub.fresh:
-            s = MountStep(step.index, sdest, "cgroup", sub.fstype, sopts, "fs", sub.data)
             try:
-                _do_fs(root_fd, s, fstype=sub.fstype, source=sub.fstype, data=sub.data)
-                done = True
+                sc.mount(sub.fstype, paths.proc_fd_path(fd), sub.fstype, opts.flags, sub.data or None)
             except OSError as e:
                 # a v1 hierarchy cannot be mounted from a user namespace: bind instead
                 if e.errno not in (errno.EPERM, errno.EBUSY) or not sub.host_dir:
                     raise
-        if not done:
-            bopts = MountOptions(flags=sopts.flags | sc.MS_BIND | sc.MS_REC, clear_flags=sopts.clear_flags, propagation=sopts.propagation)
-            _do_bind(root_fd, MountStep(step.index, sdest, sub.host_dir, None, bopts, "bind"), sub.host_dir)
-        for link in sub.symlinks:
-            pfd = paths.mkdir_all_in_root(root_fd, step.destination)
-            try:
-                os.symlink(sub.name, link, dir_fd=pfd)
-            except FileExistsError:
-                pass
-            finally:
-                os.close(pfd)
-    if flags & sc.MS_RDONLY:
-        fd = paths.open_in_root(root_fd, step.destination)
-        try:
-            sc.mount(None, paths.proc_fd_path(fd), None, sc.MS_REMOUNT | sc.MS_BIND | tmpfs_flags | sc.MS_RDONLY)
-        finally:
-            os.close(fd)
+                bind = True
+        if bind:
+            sc.mount(sub.host_dir, paths.proc_fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+    finally:
+        os.close(fd)
+    nfd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)  # the mount's root
+    try:
+        if bind:
+            bopts = MountOptions(flags=opts.flags | sc.MS_BIND | sc.MS_REC, clear_flags=opts.clear_flags, propagation=opts.propagation)
+            if _needs_remount(bopts):
+                _remount_bind(nfd, bopts, sub.name)
+        _apply_after(nfd, opts)
+    finally:
+        os.close(nfd)
 
 
 def _why(e: BaseException) -> str:
