@@ -753,12 +753,14 @@ def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_path
 def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
     """One hierarchy's directory in the cgroup tmpfs just mounted at `tmpfs_fd`, with a fresh
     mount of the hierarchy on it or, without one (no cgroup namespace of its own, or a user
-    namespace that may not mount it), a bind of the container's cgroup. The tmpfs is ours
-    and new, and no other process is in this mount namespace: nothing in it comes from the
-    image, so its directories are made and opened relative to its root, not resolved again
-    from the container's root (as every destination from config.json is)."""
+    namespace that may not mount it), a bind of the container's cgroup. The tmpfs is ours and
+    new: nothing in it comes from the image, so its directories are made and opened in its
+    root (a directory, never through a symlink), not resolved again from the container's root
+    as every destination from config.json is. As for those, the mount is checked to have
+    landed where it was made (a joined mount namespace may hold other processes)."""
     os.mkdir(sub.name, 0o755, dir_fd=tmpfs_fd)
     fd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)
+    covered = paths.mnt_id(fd)
     try:
         bind = not sub.fresh
         if sub.fresh:
@@ -775,6 +777,8 @@ def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
         os.close(fd)
     nfd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)  # the mount's root
     try:
+        if covered is not None and paths.mnt_id(nfd) == covered:
+            raise OSError(errno.EXDEV, f"{sub.name} changed while it was being mounted")
         if bind:
             bopts = MountOptions(flags=opts.flags | sc.MS_BIND | sc.MS_REC, clear_flags=opts.clear_flags, propagation=opts.propagation)
             if _needs_remount(bopts):
