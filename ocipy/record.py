@@ -37,21 +37,21 @@ def _arguments(cls, args: tuple, kwargs: dict) -> list:
     name, fields = cls.__name__, cls._fields
     if len(args) > len(fields):
         raise TypeError(f"{name}() takes {len(fields)} positional arguments but {len(args)} were given")
-    for field, value in zip(fields, args):
-        if field in kwargs:
-            raise TypeError(f"{name}() got multiple values for argument {field!r}")
-        kwargs[field] = value
-    values = []
-    for field in fields:
+    values = list(args)
+    defaults = cls._defaults
+    for field in fields[len(args):]:
         if field in kwargs:
             values.append(kwargs.pop(field))
-        elif field in cls._defaults:
-            default = cls._defaults[field]
+        elif field in defaults:
+            default = defaults[field]
             values.append(default.make() if type(default) is _Factory else default)
         else:
             raise TypeError(f"{name}() missing required argument: {field!r}")
     if kwargs:
-        raise TypeError(f"{name}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        extra = next(iter(kwargs))
+        if extra in fields:  # given by position too
+            raise TypeError(f"{name}() got multiple values for argument {extra!r}")
+        raise TypeError(f"{name}() got an unexpected keyword argument {extra!r}")
     return values
 
 
