@@ -272,13 +272,16 @@ def _setup_and_exec(ctx: InitContext) -> None:
     seccomp_filter = None
     built_here = None  # a program built here, for the parent to keep (linux/seccomp_cache.py)
     if seccomp:
-        from .linux import seccomp as seccomp_mod
         from .linux.seccomp_cache import Built
 
-        if ctx.seccomp_built is not None:  # no libseccomp (nor ctypes) to load
+        if ctx.seccomp_built is not None:  # no libseccomp (nor ctypes, nor seccomp.py) to load
+            from .linux.seccomp_load import prepared
+
             cached = Built.from_message(ctx.seccomp_built)
-            seccomp_filter = seccomp_mod.prepared(seccomp, cached.program, cached.notify_used)
+            seccomp_filter = prepared(seccomp, cached.program, cached.notify_used)
         else:
+            from .linux import seccomp as seccomp_mod
+
             seccomp_filter = seccomp_mod.prepare(seccomp)
             built_here = Built(seccomp_filter.program, seccomp_filter.notify, seccomp_mod.library_path())
 

@@ -193,6 +193,6 @@ def notify_seccomp(seccomp: dict | None) -> bool:
 
 def load_filter(prepared) -> int | None:
     """Load a prepared seccomp filter; its module was imported where it was prepared."""
-    from .linux.seccomp import load_prepared
+    from .linux.seccomp_load import load_prepared
 
     return load_prepared(prepared)

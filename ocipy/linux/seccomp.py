@@ -65,6 +65,15 @@ import os
 import struct
 
 from ..errors import ConfigError, SetupError
+from .seccomp_load import (  # noqa: F401 - part of this module's API
+    _FLAG_BITS,
+    _FLAG_NEW_LISTENER,
+    FLAGS,
+    PreparedFilter,
+    _raw_seccomp,
+    load_prepared,
+    prepared,
+)
 
 # --- names from the spec (config-linux.md#seccomp, libseccomp v2.6.0 lists) ---------
 
@@ -133,16 +142,6 @@ ARCHITECTURES = (
     "SCMP_ARCH_SHEB",
 )
 
-# flag name -> (seccomp(2) flag bit, enum scmp_filter_attr value that sets it)
-_FLAG_BITS = {
-    "SECCOMP_FILTER_FLAG_TSYNC": (1 << 0, 4),  # SCMP_FLTATR_CTL_TSYNC
-    "SECCOMP_FILTER_FLAG_LOG": (1 << 1, 6),  # SCMP_FLTATR_CTL_LOG
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (1 << 2, 7),  # SCMP_FLTATR_CTL_SSB
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (1 << 5, 10),  # SCMP_FLTATR_CTL_WAITKILL (libseccomp >= 2.6)
-}
-FLAGS = tuple(_FLAG_BITS)
-_FLAG_NEW_LISTENER = 1 << 3
-_FLAG_TSYNC_ESRCH = 1 << 4
 
 _ATTR_CTL_NNP = 3
 _ATTR_CTL_OPTIMIZE = 8
@@ -521,21 +520,6 @@ def build_filter(seccomp: dict) -> Filter:
     return _build(seccomp)[0]
 
 
-class PreparedFilter:
-    """A filter ready for `load_prepared`: the BPF program and the seccomp(2) flags,
-    computed by `prepare` while libseccomp and the host's files are reachable."""
-
-    __slots__ = ("program", "flags", "notify")
-
-    def __init__(self, program: bytes, flags: int, notify: bool):
-        self.program = program
-        self.flags = flags
-        self.notify = notify
-
-    def __repr__(self) -> str:
-        return f"PreparedFilter({len(self.program) // 8} instructions, flags={self.flags:#x}, notify={self.notify})"
-
-
 def prepare(seccomp: dict) -> PreparedFilter:
     """Build everything `load_prepared` needs, so that it can run after pivot_root,
     when neither libseccomp nor Python's standard library can be opened any more.
@@ -552,24 +536,6 @@ def prepare(seccomp: dict) -> PreparedFilter:
     return prepared(seccomp, prog, notify_used)
 
 
-def prepared(seccomp: dict, program: bytes, notify_used: bool) -> PreparedFilter:
-    """The PreparedFilter of a program `prepare` built for this profile before (kept by
-    seccomp_cache.py), without libseccomp: the flags are the profile's, plus
-    SECCOMP_FILTER_FLAG_NEW_LISTENER when `notify_used` (a rule with SCMP_ACT_NOTIFY was
-    added)."""
-    flags = 0
-    for flag in seccomp.get("flags") or []:
-        flags |= _FLAG_BITS[flag][0]
-    if notify_used:
-        flags |= _FLAG_NEW_LISTENER
-        if flags & _FLAG_BITS["SECCOMP_FILTER_FLAG_TSYNC"][0]:
-            flags |= _FLAG_TSYNC_ESRCH  # TSYNC and NEW_LISTENER only go together with it
-    else:
-        flags &= ~_FLAG_BITS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][0]  # meaningless without a listener
-    from . import syscalls  # noqa: F401 - import (and load libc) now, not after pivot_root
-    return PreparedFilter(program, flags, notify_used)
-
-
 def library_path() -> str | None:
     """The file of the libseccomp this process loaded (from /proc/self/maps), or None
     before one is loaded: what seccomp_cache.py watches for a change."""
@@ -584,19 +550,6 @@ def library_path() -> str | None:
     except OSError:
         pass
     return None
-
-
-def load_prepared(prepared: PreparedFilter) -> int | None:
-    """Install a prepared filter in the calling process (all its threads with
-    SECCOMP_FILTER_FLAG_TSYNC).  Opens no file and imports nothing new.
-
-    Returns the seccomp notify fd (close-on-exec, owned by the caller) when a rule
-    uses SCMP_ACT_NOTIFY, else None.  Every later syscall is filtered: call it as
-    late as possible before execve.  Without no_new_privs the kernel requires
-    CAP_SYS_ADMIN (load before dropping capabilities in that case).
-    """
-    rc = _seccomp_set_filter(prepared.program, prepared.flags)
-    return rc if prepared.notify else None
 
 
 def load(seccomp: dict) -> int | None:
@@ -623,17 +576,10 @@ def _export_bpf(flt) -> bytes:
         return f.read()
 
 
-# --- seccomp(2) itself (libc via ctypes: libseccomp's loader takes no flags of ours) --
+# --- which seccomp(2) flags the kernel takes (loading: seccomp_load.py) -----------------
 
 _EFAULT = 14
 _BPF_MAXINSNS = 4096
-
-
-def _raw_seccomp(flags: int, program: bytes | None) -> tuple[int, int]:
-    """(return value, errno) of seccomp(SECCOMP_SET_MODE_FILTER, flags, program), via syscalls.py."""
-    from . import syscalls
-
-    return syscalls.seccomp_set_mode_filter(flags, program)
 
 
 _flag_cache: dict[int, bool] = {}
@@ -654,17 +600,6 @@ def _kernel_has_flag(flag: str) -> bool:
     if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
         bits |= _FLAG_NEW_LISTENER  # the kernel refuses it alone
     return _kernel_accepts(bits)
-
-
-def _seccomp_set_filter(program: bytes, flags: int) -> int:
-    rc, err = _raw_seccomp(flags, program)
-    if rc < 0:
-        hint = " (needs no_new_privs or CAP_SYS_ADMIN)" if err == 13 else ""  # EACCES
-        raise SetupError(f"error loading seccomp filter into kernel: {os.strerror(err)}{hint}")
-    if rc > 0 and not flags & _FLAG_NEW_LISTENER:
-        # TSYNC without a listener returns the id of a thread it could not synchronise
-        raise SetupError(f"error loading seccomp filter into kernel: thread {rc} could not be synchronised")
-    return rc
 
 
 # --- the ENOSYS stub (runc's patchbpf idea, our own code) ---------------------------

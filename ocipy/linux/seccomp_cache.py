@@ -148,11 +148,13 @@ def _evict(directory: str) -> None:
 def prepare(root: str, profile: dict):
     """seccomp.prepare(profile) through the cache, in one process that holds the host's
     credentials (exec's): the program built before if there is one, else built and kept."""
-    from . import seccomp
-
     built = lookup(root, profile)
     if built is not None:
-        return seccomp.prepared(profile, built.program, built.notify_used)
+        from .seccomp_load import prepared
+
+        return prepared(profile, built.program, built.notify_used)
+    from . import seccomp
+
     filt = seccomp.prepare(profile)
     store(root, profile, Built(filt.program, filt.notify, seccomp.library_path()))
     return filt

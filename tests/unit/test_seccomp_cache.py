@@ -103,13 +103,14 @@ import json, sys
 sys.path += {roots!r}
 from ocipy.linux import seccomp_cache
 filt = seccomp_cache.prepare(sys.argv[1], json.loads(sys.argv[2]))
-print(json.dumps([filt.program.hex(), filt.flags, filt.notify, "ctypes" in sys.modules]))
+print(json.dumps([filt.program.hex(), filt.flags, filt.notify, "ctypes" in sys.modules or "ocipy.linux.seccomp" in sys.modules]))
 """
 
 
 def test_prepare_builds_once_then_needs_no_libseccomp(tmp_path):
     """What exec does (and create, across its processes): the second prepare of a profile
-    loads neither ctypes nor libseccomp, and gives the same program and flags."""
+    loads neither ctypes, libseccomp nor the builder (seccomp.py), and gives the same program
+    and flags."""
     profile = {**PROFILE, "flags": ["SECCOMP_FILTER_FLAG_LOG"], "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}, {"names": ["getpid"], "action": "SCMP_ACT_NOTIFY"}]}
     runs = []
@@ -117,7 +118,7 @@ def test_prepare_builds_once_then_needs_no_libseccomp(tmp_path):
         out = subprocess.run([sys.executable, "-IS", "-c", _PREPARE.format(roots=module_roots()), str(tmp_path), json.dumps(profile)],
                              capture_output=True, text=True, check=True).stdout
         runs.append(json.loads(out))
-    (program1, flags1, notify1, ctypes1), (program2, flags2, notify2, ctypes2) = runs
-    assert ctypes1 and not ctypes2
+    (program1, flags1, notify1, built1), (program2, flags2, notify2, built2) = runs
+    assert built1 and not built2
     assert (program1, flags1, notify1) == (program2, flags2, notify2)
     assert notify1 and flags1 & 2  # SECCOMP_FILTER_FLAG_LOG; NEW_LISTENER for the notify rule
