@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from bundles.rootfs import build_busybox_rootfs  # noqa: E402
+from ocipy.linux.seccomp_cache import CACHE_DIR  # noqa: E402
+from ocipy.runtime import DEFAULT_ROOT  # noqa: E402
 from e2e_support import IMAGE  # noqa: E402
 
 SETUP = HERE / "setup_engines.sh"
@@ -268,12 +270,26 @@ runc = ["{wrappers['runc'].path}"]
 
 @pytest.fixture(scope="session")
 def podman(e2e_dir, wrappers, image_tar):
+    # podman passes the runtime no --root (ENGINES.md): ocipy keeps its state, and the seccomp
+    # programs it builds (ocipy:cache), in its default root, which these scenarios must leave
+    # as they found it.
+    cache = Path(DEFAULT_ROOT) / CACHE_DIR
+    root_existed, cache_existed = Path(DEFAULT_ROOT).exists(), cache.exists()
     p = Podman(e2e_dir, wrappers)
-    r = p("import", image_tar, IMAGE)
-    if r.returncode != 0:
-        pytest.skip(f"podman cannot import an image here: {r.stderr.strip()[-500:]}")
-    yield p
-    p.cleanup()
+    try:
+        r = p("import", image_tar, IMAGE)
+        if r.returncode != 0:
+            pytest.skip(f"podman cannot import an image here: {r.stderr.strip()[-500:]}")
+        yield p
+        p.cleanup()
+    finally:
+        if not cache_existed:
+            shutil.rmtree(cache, ignore_errors=True)
+        if not root_existed:
+            try:
+                Path(DEFAULT_ROOT).rmdir()  # only if nothing else is left in it
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------- docker
