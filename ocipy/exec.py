@@ -7,9 +7,9 @@ as runc builds it. Failures exit 255 with runc's "exec failed: ..." wording.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from . import jsonfast
+from . import fspath, jsonfast
 from .errors import OcipyError
 # The children's modules too: after stage 1 joins the container's mount namespace the
 # host's files are out of reach.
@@ -77,7 +77,7 @@ def namespaces_to_join(config: dict, pid: int) -> list[tuple[str, str]]:
             continue
         path = f"/proc/{pid}/ns/{PROC_NAMES[ns_type]}"
         try:
-            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{PROC_NAMES[ns_type]}").st_ino:
+            if posix.stat(path).st_ino == posix.stat(f"/proc/self/ns/{PROC_NAMES[ns_type]}").st_ino:
                 continue  # setns into one's own user namespace is EINVAL; the others are no-ops
         except FileNotFoundError:
             raise ExecError("cannot exec in a stopped container") from None
@@ -123,7 +123,7 @@ def exec_command(
                 process = jsonfast.loads(f.read())
         except (OSError, ValueError) as e:
             raise ExecError(f"read process file {process_file}: {e}") from None
-        for warning in bundle.validate_process(process, source=os.path.basename(process_file)):
+        for warning in bundle.validate_process(process, source=fspath.basename(process_file)):
             logs.logger.warning(warning)
     else:
         if not command:
@@ -199,7 +199,7 @@ def exec_in_container(
         if stage1_pid == 0:
             parent_ch.close()
             exec_stage1(ctx, born_in_v2)
-            os._exit(1)
+            posix._exit(1)
         child_ch.close()
         if console_sock is not None:
             console_sock.close()
@@ -234,7 +234,7 @@ def _converse(ch: Channel, stage1_pid: int, state, seccomp: dict | None) -> int:
                 raise ChildError(msg["msg"])
             if msg["type"] == "pid":
                 pid = msg["pid"]
-                os.waitpid(stage1_pid, 0)
+                posix.waitpid(stage1_pid, 0)
                 stage1_pid = 0
                 ch.send({"type": "go"})
             elif msg["type"] == "ready":
@@ -244,7 +244,7 @@ def _converse(ch: Channel, stage1_pid: int, state, seccomp: dict | None) -> int:
                     try:
                         seccomp_mod.send_to_listener(seccomp.get("listenerPath"), fds[0], state.hook_state("running"), seccomp.get("listenerMetadata", ""), pid=pid)
                     finally:
-                        os.close(fds[0])
+                        posix.close(fds[0])
                 return pid
     except ChildError as e:
         _kill(pid, stage1_pid)
@@ -260,12 +260,12 @@ def _kill(pid: int, stage1_pid: int) -> None:
     for p in (pid, stage1_pid):
         if p:
             try:
-                os.kill(p, SIGKILL)
+                posix.kill(p, SIGKILL)
             except ProcessLookupError:
                 pass
     if stage1_pid:
         try:
-            os.waitpid(stage1_pid, 0)
+            posix.waitpid(stage1_pid, 0)
         except ChildProcessError:
             pass
 
@@ -298,13 +298,13 @@ def exec_stage1(ctx: ExecContext, born_in_v2: bool = False) -> None:
             if ns_type == "user":
                 become_root_in_userns()
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0, what="clear dumpable")
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             exec_stage2(ctx)
         ctx.channel.send({"type": "pid", "pid": pid})
     except BaseException as e:  # noqa: BLE001
         fail_channel(ctx.channel, e)
-    os._exit(0)
+    posix._exit(0)
 
 
 def exec_stage2(ctx: ExecContext) -> None:
@@ -312,20 +312,20 @@ def exec_stage2(ctx: ExecContext) -> None:
     try:
         ctx.channel.expect("go")
         proc = ctx.process
-        os.setsid()
+        posix.setsid()
         if proc.terminal:
             master, slave = console.open_pty("/dev/pts/ptmx")
             if proc.console_size:
                 console.set_size(master, proc.console_size.height, proc.console_size.width)
             console.send_master(ctx.console_fd, master)
-            os.close(master)
+            posix.close(master)
             console.make_controlling_tty(slave)
         if ctx.console_fd is not None:
-            os.close(ctx.console_fd)
+            posix.close(ctx.console_fd)
         launch = prepare_process(proc, ctx.seccomp, ctx.seccomp_filter, keep_fds=3 + ctx.preserve_fds, also_keep=(ctx.channel.fileno(),))
         ctx.channel.send({"type": "ready"}, [launch.notify_fd] if launch.notify_fd is not None else [])
         ctx.channel.close()
         execute(launch)
     except BaseException as e:  # noqa: BLE001
         fail_channel(ctx.channel, e)
-    os._exit(1)
+    posix._exit(1)

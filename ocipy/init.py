@@ -21,15 +21,16 @@ stage 2  is the container's pid 1: creates the cgroup namespace, mounts, pivots,
          last steps are done by the waiter of linux/trampoline.py, which stage 2
          execs once it is ready: a created container holds a few KiB.
 
-A child never returns into the caller's code: every path ends in os._exit or execve,
+A child never returns into the caller's code: every path ends in posix._exit or execve,
 and an error is reported to the parent over the channel before exiting. The steps
 from identity to execve are shared with exec, in launch.py.
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
+from . import fspath
 from .errors import SetupError
 from .launch import become_root_in_userns, execute, fail_channel, prepare_process
 from .linux import console, namespaces, network, process, rootfs, syscalls
@@ -77,7 +78,7 @@ def context_from_setup(msg: dict, fds: list, channel: Channel) -> InitContext:
     if msg.get("type") != "setup" or len(fds) != 1 + bool(msg["console"]) + bool(msg["hold"]):
         raise SetupError(f"unexpected message from ocipy create: {msg.get('type')!r} with {len(fds)} fds")
     for fd in fds:
-        os.set_inheritable(fd, False)  # as the parent holds them: only the last steps pass them on
+        posix.set_inheritable(fd, False)  # as the parent holds them: only the last steps pass them on
     spec = Spec.from_dict(msg["config"])
     return InitContext(
         container_id=msg["id"],
@@ -123,7 +124,7 @@ def stage1_awaiting_setup(channel: Channel) -> None:
     try:
         msg, fds = channel.recv()
         if msg is None:
-            os._exit(0)
+            posix._exit(0)
         ctx = context_from_setup(msg, fds, channel)
     except BaseException as e:  # noqa: BLE001 - a child must report everything
         fail_channel(channel, e)
@@ -145,7 +146,7 @@ def stage1(ctx: InitContext) -> None:
                 become_root_in_userns()
         if plan.new_user:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
-            ctx.channel.send({"type": "idmap", "pid": os.getpid()})
+            ctx.channel.send({"type": "idmap", "pid": posix.getpid()})
             ctx.channel.expect("idmap-done")
             become_root_in_userns()
         if plan.unshare_flags:
@@ -160,10 +161,10 @@ def stage1(ctx: InitContext) -> None:
             stage2(ctx)
         ctx.channel.send({"type": "pid", "pid": pid, "sibling": sibling})
         if ctx.hold_fd is not None:
-            os.read(ctx.hold_fd, 1)  # until the parent closes its end
+            posix.read(ctx.hold_fd, 1)  # until the parent closes its end
     except BaseException as e:  # noqa: BLE001 - a child must report everything
         fail_channel(ctx.channel, e)
-    os._exit(0)
+    posix._exit(0)
 
 
 def _open_v2_dir(directory: str | None) -> int | None:
@@ -175,32 +176,32 @@ def _open_v2_dir(directory: str | None) -> int | None:
     if directory is None:
         return None
     try:
-        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError as e:
-        raise SetupError(f"cannot open cgroup {directory}: {os.strerror(e.errno)}") from None
+        raise SetupError(f"cannot open cgroup {directory}: {posix.strerror(e.errno)}") from None
 
 
 def _fork_pid1(v2_fd: int | None, cgroup: RecordedCgroup, sibling: bool) -> tuple[int, bool]:
-    """(the pid as os.fork() returns it, whether pid 1 is a sibling of ours): pid 1 is born
+    """(the pid as posix.fork() returns it, whether pid 1 is a sibling of ours): pid 1 is born
     in the cgroup2 directory `v2_fd` if given, and with `sibling` as a child of create's caller
     (syscalls.clone_fork). A kernel without clone3's CLONE_INTO_CGROUP (before 5.7) gets a
     plain fork of our child, and the cgroup.procs write, which stage 1 may still do: `v2_fd`
     is only given while it keeps the host's credentials."""
     if v2_fd is None and not sibling:
-        return os.fork(), False
+        return posix.fork(), False
     try:
         pid = syscalls.clone_fork(v2_fd, sibling=sibling)
         if pid is not None:
             return pid, sibling
         if v2_fd is not None:
             cgroup.enter()  # its v1 hierarchies again (a no-op), and cgroup.procs
-        return os.fork(), False
+        return posix.fork(), False
     except OSError as e:
         where = f"add process to cgroup {cgroup.v2_dir()}" if v2_fd is not None else "fork the container's process"
-        raise SetupError(f"cannot {where}: {os.strerror(e.errno)}") from None
+        raise SetupError(f"cannot {where}: {posix.strerror(e.errno)}") from None
     finally:
         if v2_fd is not None:
-            os.close(v2_fd)  # in both processes
+            posix.close(v2_fd)  # in both processes
 
 
 # --- stage 2: the container's pid 1 --------------------------------------------------
@@ -209,7 +210,7 @@ def stage2(ctx: InitContext) -> None:
         _setup_and_exec(ctx)
     except BaseException as e:  # noqa: BLE001
         fail_channel(ctx.channel, e)
-    os._exit(1)
+    posix._exit(1)
 
 
 def _setup_and_exec(ctx: InitContext) -> None:
@@ -218,12 +219,12 @@ def _setup_and_exec(ctx: InitContext) -> None:
     ch = ctx.channel
     run_hooks = _hook_runner(spec)
     if ctx.hold_fd is not None:
-        os.close(ctx.hold_fd)  # stage 1's
+        posix.close(ctx.hold_fd)  # stage 1's
     if plan.new_cgroup:  # rooted at the cgroup we were born in (see NamespacePlan)
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     ch.expect("go")
 
-    os.setsid()
+    posix.setsid()
     if plan.is_new("network"):
         network.loopback_up()
     if not ctx.no_new_keyring:
@@ -245,14 +246,14 @@ def _setup_and_exec(ctx: InitContext) -> None:
     )
     slave = None
     if proc.terminal:
-        master, slave = console.open_pty(os.path.join(ctx.rootfs, "dev/pts/ptmx"))
+        master, slave = console.open_pty(fspath.join(ctx.rootfs, "dev/pts/ptmx"))
         rootfs.bind_console(ctx.rootfs, slave)
         if proc.console_size:
             console.set_size(master, proc.console_size.height, proc.console_size.width)
         console.send_master(ctx.console_fd, master)
-        os.close(master)
+        posix.close(master)
     if ctx.console_fd is not None:
-        os.close(ctx.console_fd)
+        posix.close(ctx.console_fd)
 
     # prestart and createRuntime hooks run in the runtime's namespaces (the parent);
     # createContainer hooks here, in the container's namespaces, before pivot_root.
@@ -262,7 +263,7 @@ def _setup_and_exec(ctx: InitContext) -> None:
     for host_name, dev in (linux.net_devices or {}).items():  # moved in by the parent just now
         network.link_up(dev.get("name") or host_name)
     # runtime.md: hooks in the container namespace get the pid as the container sees it.
-    state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": os.getpid(), "bundle": ctx.bundle}
+    state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "creating", "pid": posix.getpid(), "bundle": ctx.bundle}
     if ctx.annotations:
         state["annotations"] = ctx.annotations
     if run_hooks:
@@ -312,27 +313,27 @@ def _setup_and_exec(ctx: InitContext) -> None:
         ready["seccomp_built"] = built_here.to_message()
     ch.send(ready, [notify_fd] if notify_fd is not None else [])
     if notify_fd is not None:
-        os.close(notify_fd)
+        posix.close(notify_fd)
     ch.close()
     if launch.waiter_fd is not None:
-        os.set_inheritable(fifo_fd, True)  # the waiter opens it, then closes it before the user's execve
+        posix.set_inheritable(fifo_fd, True)  # the waiter opens it, then closes it before the user's execve
         execute(launch)
 
     # Block until `start` opens the fifo for reading, run the startContainer hooks while
     # `start` waits, then tell it "0" (going on to execve) or "1<why>" (stopping here).
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.close(fifo_fd)
-    start_state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "created", "pid": os.getpid(), "bundle": ctx.bundle}
+    fd = posix.open(f"/proc/self/fd/{fifo_fd}", posix.O_WRONLY | posix.O_CLOEXEC)
+    posix.close(fifo_fd)
+    start_state = {"ociVersion": ctx.oci_version, "id": ctx.container_id, "status": "created", "pid": posix.getpid(), "bundle": ctx.bundle}
     if ctx.annotations:
         start_state["annotations"] = ctx.annotations
     try:
         if start_hooks:  # without them, the waiter only declined (see trampoline.open_waiter)
             run_hooks(start_hooks, start_state, kind="startContainer")
     except Exception as e:  # noqa: BLE001 - reported to `start` through the fifo
-        os.write(fd, b"1" + str(e).encode()[:3000])
-        os._exit(1)
-    os.write(fd, b"0")
-    os.close(fd)
+        posix.write(fd, b"1" + str(e).encode()[:3000])
+        posix._exit(1)
+    posix.write(fd, b"0")
+    posix.close(fd)
     execute(launch)
 
 

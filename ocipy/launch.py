@@ -9,7 +9,7 @@ that `exec` does not load the mount and device code of create.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from .errors import HookError, SetupError
 from .linux import capabilities, process, syscalls, trampoline
@@ -18,31 +18,35 @@ from .sync import Channel
 
 
 def fork_in_cgroup(cgroup) -> tuple[int, bool]:
-    """Fork stage 1 (of create or exec): (the pid as os.fork returns it, whether the child was
+    """Fork stage 1 (of create or exec): (the pid as posix.fork returns it, whether the child was
     born in the cgroup's v2 directory). A child born there is spared the cgroup.procs write,
     which can wait ~10 ms for the kernel's migration lock (syscalls.fork_into_cgroup); it
     passes the flag to cgroup.enter()."""
     directory = cgroup.v2_dir()
     if directory:
         try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except OSError as e:
-            raise SetupError(f"cannot open cgroup {directory}: {os.strerror(e.errno)}") from None
+            raise SetupError(f"cannot open cgroup {directory}: {posix.strerror(e.errno)}") from None
         try:
             pid = syscalls.fork_into_cgroup(fd)
         except OSError as e:
-            raise SetupError(f"cannot add process to cgroup {directory}: {os.strerror(e.errno)}") from None
+            raise SetupError(f"cannot add process to cgroup {directory}: {posix.strerror(e.errno)}") from None
         finally:
-            os.close(fd)  # in both processes
+            posix.close(fd)  # in both processes
         if pid is not None:
             return pid, True
-    return os.fork(), False
+    return posix.fork(), False
 
 
 def fail_channel(channel: Channel, exc: BaseException) -> None:
     """Report an error to the parent (or, once the channel is closed, to stderr) and exit."""
     msg = str(exc) or exc.__class__.__name__
-    if os.environ.get("OCIPY_DEBUG_INIT"):
+    try:
+        from os import environ  # only on the way out: nothing else here needs os (fspath.py says why)
+    except ImportError:  # frozen in the interpreter, but nothing may keep an error from its report
+        environ = {}
+    if environ.get("OCIPY_DEBUG_INIT"):
         try:
             import traceback  # a debugging aid; after pivot_root it may be out of reach
         except ImportError:
@@ -53,10 +57,10 @@ def fail_channel(channel: Channel, exc: BaseException) -> None:
         channel.send({"type": "error", "msg": msg, "hook": isinstance(exc, HookError)})
     except OSError:
         try:
-            os.write(2, f"ocipy init: {msg}\n".encode())
+            posix.write(2, f"ocipy init: {msg}\n".encode())
         except OSError:
             pass
-    os._exit(1)
+    posix._exit(1)
 
 
 class Launch:
@@ -97,7 +101,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
     process.set_scheduler(proc.scheduler)
     process.set_io_priority(proc.io_priority)
     try:
-        os.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
+        posix.chdir(proc.cwd)  # as root first; checked again as the container user below (as runc)
     except OSError:
         pass
     notify_fd = None
@@ -116,7 +120,7 @@ def prepare_process(proc, seccomp: dict | None, seccomp_filter, *, keep_fds: int
         seccomp_filter = None
     process.reset_signals()
     process.close_stray_fds(keep_fds, also_keep=also_keep)
-    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    posix.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     env_map = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
     return Launch(executable, list(proc.args), env_map, seccomp_filter, notify_fd, trampoline_fd, waiter_fd)
 
@@ -128,19 +132,19 @@ def execute(launch: Launch) -> None:
     once `start` has opened exec.fifo."""
     if launch.waiter_fd is not None:
         try:
-            os.execve(launch.waiter_fd, [launch.executable, *launch.args], launch.env)
+            posix.execve(launch.waiter_fd, [launch.executable, *launch.args], launch.env)
         except OSError as e:
-            os.write(2, f"exec: cannot wait for start: {os.strerror(e.errno).lower()}\n".encode())
-            os._exit(1)
+            posix.write(2, f"exec: cannot wait for start: {posix.strerror(e.errno).lower()}\n".encode())
+            posix._exit(1)
     if launch.seccomp_filter:
         load_filter(launch.seccomp_filter)
     try:
         if launch.trampoline_fd is not None:
-            os.execve(launch.trampoline_fd, [launch.executable, *launch.args], launch.env)
-        os.execve(launch.executable, launch.args, launch.env)
+            posix.execve(launch.trampoline_fd, [launch.executable, *launch.args], launch.env)
+        posix.execve(launch.executable, launch.args, launch.env)
     except OSError as e:
-        os.write(2, f'exec: "{launch.args[0]}": {os.strerror(e.errno).lower()}\n'.encode())
-        os._exit(127 if e.errno == 2 else 126)
+        posix.write(2, f'exec: "{launch.args[0]}": {posix.strerror(e.errno).lower()}\n'.encode())
+        posix._exit(127 if e.errno == 2 else 126)
 
 
 def become_root_in_userns() -> None:
@@ -148,25 +152,25 @@ def become_root_in_userns() -> None:
     which makes mounts such as devpts with gid= fail."""
     if _setgroups_allowed():
         try:
-            os.setgroups([])
+            posix.setgroups([])
         except PermissionError:
             pass
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    posix.setresgid(0, 0, 0)
+    posix.setresuid(0, 0, 0)
 
 
 def _setgroups_allowed() -> bool:
-    # os.open, not open(): the io stack costs a child ~0.1 ms of copy-on-write faults.
+    # posix.open, not open(): the io stack costs a child ~0.1 ms of copy-on-write faults.
     try:
-        fd = os.open("/proc/self/setgroups", os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open("/proc/self/setgroups", posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
         return True
     try:
-        return os.read(fd, 64).strip() != b"deny"
+        return posix.read(fd, 64).strip() != b"deny"
     except OSError:
         return True
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _apply_user_and_capabilities(proc, *, setgroups_allowed: bool) -> None:

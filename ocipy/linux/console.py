@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import _socket  # the C module under `socket` (see ocipy/sync.py): `import socket` costs ~2 ms
 import fcntl
-import os
+import posix
 import struct
 
 from ..sync import received_fds, scm_rights
@@ -18,10 +18,10 @@ from . import syscalls
 
 def open_pty(ptmx_path: str) -> tuple[int, int]:
     """Open a new pty through `ptmx_path` (the container's /dev/pts/ptmx): (master, slave)."""
-    master = os.open(ptmx_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    master = posix.open(ptmx_path, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     fcntl.ioctl(master, syscalls.TIOCSPTLCK, struct.pack("i", 0))
     # TIOCGPTPEER opens the slave from the master itself: no path lookup to race.
-    slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    slave = fcntl.ioctl(master, syscalls.TIOCGPTPEER, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     return master, slave
 
 
@@ -30,7 +30,7 @@ def set_size(fd: int, height: int, width: int) -> None:
 
 
 def send_master(sock_fd: int, master: int) -> None:
-    sock = _socket.socket(fileno=os.dup(sock_fd))
+    sock = _socket.socket(fileno=posix.dup(sock_fd))
     try:
         sock.sendmsg([b"/dev/ptmx"], scm_rights([master]))
     finally:
@@ -60,7 +60,7 @@ def connect(path: str) -> _socket.socket:
 def make_controlling_tty(slave: int) -> None:
     """slave becomes stdin/stdout/stderr and the controlling terminal of this session leader."""
     for fd in (0, 1, 2):
-        os.dup2(slave, fd)
+        posix.dup2(slave, fd)
     fcntl.ioctl(0, syscalls.TIOCSCTTY, 0)
     if slave > 2:
-        os.close(slave)
+        posix.close(slave)

@@ -13,9 +13,10 @@ node is bind-mounted onto an empty regular file instead.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import stat
 
+from ocipy import fspath
 from ocipy.linux import paths
 from ocipy.linux import syscalls as sc
 from ocipy.record import Record
@@ -40,7 +41,7 @@ class DeviceNode(Record, frozen=True):
 
     @property
     def rdev(self) -> int:
-        return 0 if self.type == "p" else os.makedev(self.major, self.minor)
+        return 0 if self.type == "p" else posix.makedev(self.major, self.minor)
 
 
 class DevSymlink(Record, frozen=True):
@@ -119,7 +120,7 @@ def plan_symlinks(*, devpts: bool) -> list[DevSymlink]:
 
 
 # --- execution -------------------------------------------------------------------------
-def _matches(st: os.stat_result, node: DeviceNode) -> bool:
+def _matches(st: posix.stat_result, node: DeviceNode) -> bool:
     return stat.S_IFMT(st.st_mode) == node.st_type and (node.type == "p" or st.st_rdev == node.rdev)
 
 
@@ -133,23 +134,23 @@ def create_device(root_fd: int, node: DeviceNode) -> None:
         else:
             _mknod_device(pfd, name, node)
     finally:
-        os.close(pfd)
+        posix.close(pfd)
 
 
 def _bind_device(pfd: int, name: str, node: DeviceNode) -> None:
     if node.strict:
         _refuse_conflict(pfd, name, node, also_ok=stat.S_ISREG)
-    host = os.open(node.path, sc.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    host = posix.open(node.path, sc.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     try:
-        if not _matches(os.fstat(host), node):
+        if not _matches(posix.fstat(host), node):
             raise OSError(errno.EINVAL, f"host {node.path} is not a {node.type} {node.major}:{node.minor} device")
         fd = paths.replace_with_empty_file(pfd, name, keep=lambda st: _matches(st, node))
         try:
             sc.mount(paths.proc_fd_path(host), paths.proc_fd_path(fd), None, sc.MS_BIND)
         finally:
-            os.close(fd)
+            posix.close(fd)
     finally:
-        os.close(host)
+        posix.close(host)
 
 
 def _conflict(node: DeviceNode) -> OSError:
@@ -161,7 +162,7 @@ def _refuse_conflict(pfd: int, name: str, node: DeviceNode, also_ok=None) -> Non
     """config-linux.md#devices: a file already at the path that does not match the
     requested device is an error (a symlink included: it is never followed)."""
     try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
         return
     if _matches(st, node) or (also_ok is not None and also_ok(st.st_mode) and st.st_size == 0):
@@ -171,53 +172,53 @@ def _refuse_conflict(pfd: int, name: str, node: DeviceNode, also_ok=None) -> Non
 
 def _mknod_device(pfd: int, name: str, node: DeviceNode) -> None:
     for _ in range(4):
-        old_umask = os.umask(0)
+        old_umask = posix.umask(0)
         try:
-            os.mknod(name, node.st_type | node.file_mode, node.rdev, dir_fd=pfd)
+            posix.mknod(name, node.st_type | node.file_mode, node.rdev, dir_fd=pfd)
         except FileExistsError:
             pass
         finally:
-            os.umask(old_umask)
-        fd = os.open(name, sc.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            posix.umask(old_umask)
+        fd = posix.open(name, sc.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
         try:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
             if _matches(st, node):
                 target = paths.proc_fd_path(fd)
-                os.chown(target, node.uid, node.gid)
-                os.chmod(target, node.file_mode)
+                posix.chown(target, node.uid, node.gid)
+                posix.chmod(target, node.file_mode)
                 return
             if stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.EISDIR, f"{node.path} is a directory in the rootfs")
             if node.strict:
                 raise _conflict(node)
         finally:
-            os.close(fd)
+            posix.close(fd)
         # a symlink, a regular file or another device: remove the entry itself
-        os.unlink(name, dir_fd=pfd)
+        posix.unlink(name, dir_fd=pfd)
     raise OSError(errno.EAGAIN, f"{node.path} keeps changing under us")
 
 
 def create_symlink(root_fd: int, link: DevSymlink) -> None:
-    if link.only_if_host_has and not os.path.exists(link.only_if_host_has):
+    if link.only_if_host_has and not fspath.exists(link.only_if_host_has):
         return
     parent, name = paths.split_parent(link.link)
     pfd = paths.mkdir_all_in_root(root_fd, parent)
     try:
         if link.replace:
             try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
             except FileNotFoundError:
                 st = None
             if st is not None:
                 if stat.S_ISDIR(st.st_mode):
                     raise OSError(errno.EISDIR, f"{link.link} is a directory")
-                os.unlink(name, dir_fd=pfd)
+                posix.unlink(name, dir_fd=pfd)
         try:
-            os.symlink(link.target, name, dir_fd=pfd)
+            posix.symlink(link.target, name, dir_fd=pfd)
         except FileExistsError:
             pass  # as runc: an existing entry is left alone
     finally:
-        os.close(pfd)
+        posix.close(pfd)
 
 
 def bind_console(root_fd: int, slave_fd: int) -> None:
@@ -229,6 +230,6 @@ def bind_console(root_fd: int, slave_fd: int) -> None:
         try:
             sc.mount(paths.proc_fd_path(slave_fd), paths.proc_fd_path(fd), None, sc.MS_BIND)
         finally:
-            os.close(fd)
+            posix.close(fd)
     finally:
-        os.close(pfd)
+        posix.close(pfd)

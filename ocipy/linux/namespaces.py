@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix
 
 from ..record import Record
 from . import syscalls
@@ -64,11 +64,11 @@ def plan(namespaces) -> NamespacePlan:
 
 
 def join(ns_type: str, path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         syscalls.setns(fd, FLAGS[ns_type], what=f"{ns_type} namespace {path}")
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_time_offsets(offsets: dict) -> None:

@@ -12,7 +12,7 @@ symlink swapped in after the check cannot redirect the mount (CVE-2021-30465).
 """
 
 import errno
-import os
+import posix
 import stat
 
 from ocipy.linux import syscalls as sc
@@ -23,7 +23,7 @@ O_PATH = sc.O_PATH
 
 def open_root(rootfs: str) -> int:
     """O_PATH|O_DIRECTORY fd of the container's root directory (the host path is trusted)."""
-    return os.open(rootfs, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return posix.open(rootfs, O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
 
 def _components(path: str) -> list[str]:
@@ -53,16 +53,16 @@ def open_in_root(root_fd: int, path: str, flags: int = O_PATH, *, nofollow: bool
     Raises OSError (ENOENT when a component is missing)."""
     rel = "/".join(_components(path)) or "."
     if nofollow:
-        flags |= os.O_NOFOLLOW
-    return sc.openat2(root_fd, rel, flags | os.O_CLOEXEC, RESOLVE_FLAGS, mode)
+        flags |= posix.O_NOFOLLOW
+    return sc.openat2(root_fd, rel, flags | posix.O_CLOEXEC, RESOLVE_FLAGS, mode)
 
 
 def proc_fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def fd_stat(fd: int) -> os.stat_result:
-    return os.fstat(fd)
+def fd_stat(fd: int) -> posix.stat_result:
+    return posix.fstat(fd)
 
 
 def mnt_id(fd: int) -> int | None:
@@ -82,8 +82,8 @@ def mnt_id(fd: int) -> int | None:
 
 def _path_in_root(root_fd: int, fd: int) -> str:
     """The physical path of `fd` as seen from inside the root."""
-    root = os.readlink(proc_fd_path(root_fd))
-    here = os.readlink(proc_fd_path(fd))
+    root = posix.readlink(proc_fd_path(root_fd))
+    here = posix.readlink(proc_fd_path(fd))
     if here == root:
         return "/"
     if root == "/":
@@ -107,7 +107,7 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
         # Usually it all exists: one resolution of the whole path, with the same rules as
         # the walk below (which reports whatever stops it).
         try:
-            return open_in_root(root_fd, "/".join(todo), O_PATH | os.O_DIRECTORY)
+            return open_in_root(root_fd, "/".join(todo), O_PATH | posix.O_DIRECTORY)
         except OSError:
             pass
     done, cur = _longest_existing_prefix(root_fd, todo)
@@ -118,31 +118,31 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
             part = todo.pop(0)
             here = "/".join(done + [part])
             try:
-                nxt = open_in_root(root_fd, here, O_PATH | os.O_DIRECTORY)
+                nxt = open_in_root(root_fd, here, O_PATH | posix.O_DIRECTORY)
             except OSError as e:
                 if e.errno != errno.ENOENT:
-                    raise OSError(e.errno, f"resolve /{here} inside the root: {os.strerror(e.errno)}") from None
+                    raise OSError(e.errno, f"resolve /{here} inside the root: {posix.strerror(e.errno)}") from None
                 try:
-                    os.mkdir(part, mode, dir_fd=cur)
+                    posix.mkdir(part, mode, dir_fd=cur)
                 except FileExistsError:
                     # a dangling symlink: restart from its target, read inside the root
                     links += 1
                     if links > 40:
                         raise OSError(errno.ELOOP, f"/{here}: too many levels of symbolic links") from None
-                    target = os.readlink(part, dir_fd=cur)
+                    target = posix.readlink(part, dir_fd=cur)
                     base = "/" if target.startswith("/") else _path_in_root(root_fd, cur)
                     todo = _components(clean(base + "/" + target)) + todo
                     done = []
-                    os.close(cur)
-                    cur = os.dup(root_fd)
+                    posix.close(cur)
+                    cur = posix.dup(root_fd)
                     continue
-                nxt = os.open(part, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+                nxt = posix.open(part, O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=cur)
             done.append(part)
-            os.close(cur)
+            posix.close(cur)
             cur = nxt
         return cur
     except BaseException:
-        os.close(cur)
+        posix.close(cur)
         raise
 
 
@@ -154,11 +154,11 @@ def _longest_existing_prefix(root_fd: int, parts: list[str]) -> tuple[list[str],
     a missing component gives up: the walk starts at the root and reports it."""
     for end in range(len(parts) - 1, 0, -1):
         try:
-            return parts[:end], open_in_root(root_fd, "/".join(parts[:end]), O_PATH | os.O_DIRECTORY)
+            return parts[:end], open_in_root(root_fd, "/".join(parts[:end]), O_PATH | posix.O_DIRECTORY)
         except OSError as e:
             if e.errno != errno.ENOENT:
                 break
-    return [], os.dup(root_fd)
+    return [], posix.dup(root_fd)
 
 
 def split_parent(path: str) -> tuple[str, str]:
@@ -183,17 +183,17 @@ def create_file_in_root(root_fd: int, path: str, mode: int = 0o644, _depth: int 
     pfd = mkdir_all_in_root(root_fd, parent)
     try:
         try:
-            wfd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
-            os.close(wfd)
+            wfd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC, mode, dir_fd=pfd)
+            posix.close(wfd)
         except FileExistsError:
             if _depth > 40:
                 raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links") from None
-            target = os.readlink(name, dir_fd=pfd)
+            target = posix.readlink(name, dir_fd=pfd)
             base = "/" if target.startswith("/") else _path_in_root(root_fd, pfd)
             return create_file_in_root(root_fd, clean(base + "/" + target), mode, _depth + 1)
-        return os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        return posix.open(name, O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
     finally:
-        os.close(pfd)
+        posix.close(pfd)
 
 
 def replace_with_empty_file(dir_fd: int, name: str, mode: int = 0o644, keep=None) -> int:
@@ -203,20 +203,20 @@ def replace_with_empty_file(dir_fd: int, name: str, mode: int = 0o644, keep=None
     unlinkat removes the link itself, never what it points to."""
     for _ in range(4):
         try:
-            fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = posix.open(name, O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
             fd = None
         if fd is not None:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
             if stat.S_ISREG(st.st_mode) or (keep is not None and keep(st)):
                 return fd
-            os.close(fd)
+            posix.close(fd)
             if stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.EISDIR, f"{name} is a directory")
-            os.unlink(name, dir_fd=dir_fd)
+            posix.unlink(name, dir_fd=dir_fd)
         try:
-            wfd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-            os.close(wfd)
+            wfd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC, mode, dir_fd=dir_fd)
+            posix.close(wfd)
         except FileExistsError:
             continue
     raise OSError(errno.EAGAIN, f"{name} keeps changing under us")

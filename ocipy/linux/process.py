@@ -8,10 +8,11 @@ execve. Messages that engines map to exit codes are spelled as runc's:
 
 import _signal  # the C module behind `signal`: the same calls on plain ints, without its enums (4 ms of imports)
 import errno
-import os
+import posix
 import resource
 import stat
 
+from .. import fspath
 from ..errors import SetupError
 from . import syscalls
 from .rlimitnames import RLIMITS  # noqa: F401 - re-exported
@@ -118,11 +119,11 @@ def set_oom_score_adj(value: int | None) -> None:
 def switch_user(user, *, setgroups_allowed: bool = True) -> None:
     """Set groups, gid and uid, keeping permitted capabilities across the uid change."""
     if setgroups_allowed:
-        os.setgroups(list(user.additional_gids or []))
-    os.setresgid(user.gid, user.gid, user.gid)
+        posix.setgroups(list(user.additional_gids or []))
+    posix.setresgid(user.gid, user.gid, user.gid)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1, what="set keepcaps")
     try:
-        os.setresuid(user.uid, user.uid, user.uid)
+        posix.setresuid(user.uid, user.uid, user.uid)
     finally:
         syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0, what="clear keepcaps")
 
@@ -153,27 +154,27 @@ def env_value(env: list[str], name: str) -> str | None:
 
 def _is_executable_file(path: str) -> bool:
     try:
-        st = os.stat(path)
+        st = posix.stat(path)
     except OSError:
         return False
-    return stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
+    return stat.S_ISREG(st.st_mode) and posix.access(path, posix.X_OK)
 
 
 def find_executable(arg0: str, env: list[str]) -> str:
     """Resolve args[0] like Go's exec.LookPath in runc's init, with runc's messages."""
     if "/" in arg0:
         try:
-            st = os.stat(arg0)
+            st = posix.stat(arg0)
         except OSError as e:
-            raise SetupError(f'exec: "{arg0}": stat {arg0}: {os.strerror(e.errno).lower()}') from None
-        if stat.S_ISDIR(st.st_mode) or not os.access(arg0, os.X_OK):
+            raise SetupError(f'exec: "{arg0}": stat {arg0}: {posix.strerror(e.errno).lower()}') from None
+        if stat.S_ISDIR(st.st_mode) or not posix.access(arg0, posix.X_OK):
             raise SetupError(f'exec: "{arg0}": permission denied')
         return arg0
     path = env_value(env, "PATH")
     if path is None:
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for d in path.split(":"):
-        candidate = os.path.join(d or ".", arg0)
+        candidate = fspath.join(d or ".", arg0)
         if _is_executable_file(candidate):
             return candidate
     raise SetupError(f'exec: "{arg0}": executable file not found in $PATH')
@@ -182,11 +183,11 @@ def find_executable(arg0: str, env: list[str]) -> str:
 def change_dir(cwd: str) -> None:
     """chdir and make sure the result is inside the container's root (no /proc/self/fd/N escape)."""
     try:
-        os.chdir(cwd)
+        posix.chdir(cwd)
     except OSError as e:
-        raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: {os.strerror(e.errno).lower()}") from None
+        raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: {posix.strerror(e.errno).lower()}") from None
     try:
-        here = os.getcwd()
+        here = posix.getcwd()
     except FileNotFoundError:
         here = None
     if here is None or not here.startswith("/"):
@@ -212,17 +213,17 @@ def reset_signals() -> None:
 
 def close_stray_fds(keep_upto: int, also_keep: tuple[int, ...] = ()) -> None:
     """Mark every fd >= keep_upto close-on-exec, except `also_keep`; 0..keep_upto-1 pass into the container."""
-    for name in os.listdir("/proc/self/fd"):
+    for name in posix.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < keep_upto or fd in also_keep:
             continue
         try:
-            os.set_inheritable(fd, False)
+            posix.set_inheritable(fd, False)
         except OSError as e:
             if e.errno != errno.EBADF:
                 raise
     for fd in range(keep_upto):
         try:
-            os.set_inheritable(fd, True)
+            posix.set_inheritable(fd, True)
         except OSError:
             pass

@@ -19,9 +19,10 @@ the image, or one swapped in while we work, cannot point a mount at the host
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import stat
 
+from ocipy import fspath
 from ocipy.errors import SetupError
 from ocipy.linux import devices, mountopts, paths
 from ocipy.linux import syscalls as sc
@@ -141,11 +142,11 @@ def infer_bundle(spec, rootfs: str) -> str:
     so strip it again; otherwise fall back to the current directory (runc chdirs into
     the bundle)."""
     rel = _get(_get(spec, "root"), "path")
-    if rel and not os.path.isabs(rel):
-        full, rel = os.path.normpath(rootfs), os.path.normpath(rel)
+    if rel and not fspath.isabs(rel):
+        full, rel = fspath.normpath(rootfs), fspath.normpath(rel)
         if rel != "." and full.endswith("/" + rel):
             return full[: -len(rel) - 1] or "/"
-    return os.getcwd()
+    return posix.getcwd()
 
 
 def _triples(mappings) -> tuple:
@@ -200,9 +201,9 @@ def plan(spec, rootfs: str, *, in_userns: bool = False, mount_label: str | None 
             kind = "bind"
             if not source:
                 raise ValueError(f"mount {i} ({dest}): a bind mount needs a source")
-            if not os.path.isabs(source):
-                source = os.path.join(bundle or os.getcwd(), source)
-            source = os.path.normpath(source)
+            if not fspath.isabs(source):
+                source = fspath.join(bundle or posix.getcwd(), source)
+            source = fspath.normpath(source)
         elif fstype == "proc":
             kind = "proc"
         elif fstype == "sysfs":
@@ -312,18 +313,18 @@ def _host_cgroup_layout(mounts: list[dict] | None = None) -> tuple[bool, dict[st
             own[ctrls] = path
     v2_root = [m for m in mounts if m["mountpoint"] == "/sys/fs/cgroup" and m["fstype"] == "cgroup2"]
     if v2_root:
-        return True, {"": os.path.join("/sys/fs/cgroup", own.get("", "/").lstrip("/"))}
+        return True, {"": fspath.join("/sys/fs/cgroup", own.get("", "/").lstrip("/"))}
     out: dict[str, str] = {}
     for m in mounts:
         if not m["mountpoint"].startswith("/sys/fs/cgroup/"):
             continue
         if m["fstype"] == "cgroup2":
-            out["unified"] = os.path.join(m["mountpoint"], own.get("", "/").lstrip("/"))
+            out["unified"] = fspath.join(m["mountpoint"], own.get("", "/").lstrip("/"))
         elif m["fstype"] == "cgroup":
             ctrls = [o for o in m["super"].split(",") if o not in _CGROUP_V1_NON_CONTROLLERS and ("=" not in o or o.startswith("name="))]
             for own_key, path in own.items():
                 if own_key and set(own_key.split(",")) == set(ctrls):
-                    out[",".join(ctrls)] = os.path.join(m["mountpoint"], path.lstrip("/"))
+                    out[",".join(ctrls)] = fspath.join(m["mountpoint"], path.lstrip("/"))
     return False, out
 
 
@@ -369,42 +370,42 @@ def _is_pure_v2(mounts: list[dict] | None = None) -> bool:
 def _userns_with_mappings(uids: tuple, gids: tuple) -> int:
     """An fd of a fresh user namespace carrying the given mappings: a child process
     unshares it and waits while we write its maps, then we keep only the fd."""
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
+    ready_r, ready_w = posix.pipe()
+    go_r, go_w = posix.pipe()
+    pid = posix.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
-            os.close(ready_r)
-            os.close(go_w)
+            posix.close(ready_r)
+            posix.close(go_w)
             sc.unshare(sc.CLONE_NEWUSER)
             # our pid as the mounted /proc numbers it (we may be in a new pid namespace
             # while /proc is still the host's)
-            os.write(ready_w, os.readlink("/proc/self").encode())
-            os.read(go_r, 1)
+            posix.write(ready_w, posix.readlink("/proc/self").encode())
+            posix.read(go_r, 1)
             code = 0
         finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
+            posix._exit(code)
+    posix.close(ready_w)
+    posix.close(go_r)
     try:
-        proc_pid = os.read(ready_r, 32).decode()
+        proc_pid = posix.read(ready_r, 32).decode()
         if not proc_pid.isdigit():
             raise OSError(errno.ECHILD, "the helper process for the id mapping died")
         for name, maps in (("uid_map", uids), ("gid_map", gids)):
             text = "".join(f"{c} {h} {n}\n" for c, h, n in maps)
             with open(f"/proc/{proc_pid}/{name}", "w") as f:
                 f.write(text)
-        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return posix.open(f"/proc/{proc_pid}/ns/user", posix.O_RDONLY | posix.O_CLOEXEC)
     finally:
-        os.close(ready_r)
-        os.close(go_w)
-        os.waitpid(pid, 0)
+        posix.close(ready_r)
+        posix.close(go_w)
+        posix.waitpid(pid, 0)
 
 
 # --- execution ---------------------------------------------------------------------------
 def _selinux_enabled() -> bool:
-    return os.path.exists("/sys/fs/selinux/enforce")
+    return fspath.exists("/sys/fs/selinux/enforce")
 
 
 def _parent_mount(path: str, mounts: list[dict]) -> dict | None:
@@ -422,7 +423,7 @@ def _make_parent_unshared(rootfs: str) -> None:
     slave rather than private: the rootfs bound below it then stays a slave of the
     host's mount (what rootfsPropagation "slave" asks for), and nothing mounted in the
     container can propagate back through it."""
-    parent = _parent_mount(os.path.realpath(rootfs), _read_mountinfo())
+    parent = _parent_mount(fspath.realpath(rootfs), _read_mountinfo())
     if parent and any(o.startswith("shared:") for o in parent["optional"]):
         sc.mount(None, parent["mountpoint"], None, sc.MS_SLAVE)
 
@@ -432,7 +433,7 @@ def _unshare_rootfs_mount(rootfs: str, mounts: list[dict]) -> None:
     when (and only when) it is shared, so that with rootfsPropagation "slave" (and the
     rslave default) the new root stays a slave of the host's mount. `mounts`: mountinfo
     read after the bind."""
-    real = os.path.realpath(rootfs)
+    real = fspath.realpath(rootfs)
     top = None
     for m in mounts:
         if m["mountpoint"] == real:
@@ -452,7 +453,7 @@ def _remount_bind(fd: int, opts: MountOptions, what: str, extra: int = 0) -> Non
     except OSError as e:
         if e.errno != errno.EPERM:
             raise
-        current = os.statvfs(target).f_flag
+        current = posix.statvfs(target).f_flag
         flags = mountopts.remount_flags(wanted, opts.clear_flags, current)
         sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
 
@@ -475,7 +476,7 @@ def _reopen(root_fd: int, dest: str, before: int) -> int:
     fd = paths.open_in_root(root_fd, dest)
     old_mnt, new_mnt = paths.mnt_id(before), paths.mnt_id(fd)
     if old_mnt is not None and old_mnt == new_mnt:
-        os.close(fd)
+        posix.close(fd)
         raise OSError(errno.EXDEV, f"{dest} changed while it was being mounted")
     return fd
 
@@ -497,7 +498,7 @@ def _check_fs_type(root_fd: int, fd: int, dest: str) -> None:
         try:
             mounted = sc.fstatfs_type(tfd) == magic
         finally:
-            os.close(tfd)
+            posix.close(tfd)
         if mounted and sc.fstatfs_type(fd) not in allowed:
             raise OSError(errno.EXDEV, f"{dest} does not resolve to a file on the {top} filesystem")
 
@@ -509,25 +510,25 @@ def _open_dir_dest(root_fd: int, step: MountStep) -> int:
         try:
             lfd = paths.open_in_root(root_fd, step.destination, nofollow=True)
         except OSError:
-            os.close(fd)
+            posix.close(fd)
             raise
-        st = os.fstat(lfd)
-        os.close(lfd)
+        st = posix.fstat(lfd)
+        posix.close(lfd)
         if not stat.S_ISDIR(st.st_mode):
-            os.close(fd)
+            posix.close(fd)
             raise OSError(errno.ENOTDIR, f"{step.destination} is a symlink or not a directory")
     if step.destination.startswith(("/proc/", "/sys/")):
         try:
             _check_fs_type(root_fd, fd, step.destination)
         except OSError:
-            os.close(fd)
+            posix.close(fd)
             raise
     return fd
 
 
 def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
     src = source or step.source
-    st = os.stat(src)
+    st = posix.stat(src)
     if stat.S_ISDIR(st.st_mode):
         fd = _open_dir_dest(root_fd, step)
     else:
@@ -536,7 +537,7 @@ def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
             try:
                 _check_fs_type(root_fd, fd, step.destination)
             except OSError:
-                os.close(fd)
+                posix.close(fd)
                 raise
     try:
         if step.idmap is not None:
@@ -545,13 +546,13 @@ def _do_bind(root_fd: int, step: MountStep, source: str | None = None) -> None:
             sc.mount(src, paths.proc_fd_path(fd), None, sc.MS_BIND | (step.opts.flags & sc.MS_REC))
         nfd = _reopen(root_fd, step.destination, fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
     try:
         if _needs_remount(step.opts):
             _remount_bind(nfd, step.opts, step.destination)
         _apply_after(nfd, step.opts)
     finally:
-        os.close(nfd)
+        posix.close(nfd)
 
 
 def _attach_idmapped(src: str, target_fd: int, step: MountStep) -> None:
@@ -565,9 +566,9 @@ def _attach_idmapped(src: str, target_fd: int, step: MountStep) -> None:
             sc.mount_setattr(tree, mountopts.MOUNT_ATTR_IDMAP, 0, recursive=step.idmap.recursive, userns_fd=userns, what="mount_setattr(MOUNT_ATTR_IDMAP)")
             sc.move_mount_to_fd(tree, target_fd)
         finally:
-            os.close(tree)
+            posix.close(tree)
     finally:
-        os.close(userns)
+        posix.close(userns)
 
 
 def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str | None = None, flags: int | None = None,
@@ -583,36 +584,36 @@ def _do_fs(root_fd: int, step: MountStep, fstype: str | None = None, source: str
     try:
         if copyup:
             # a handle on the directory about to be covered, to copy it into the tmpfs
-            below = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            below = posix.open(".", posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC, dir_fd=fd)
             if fl & sc.MS_RDONLY:
                 fl &= ~sc.MS_RDONLY  # filled first, made read-only after
         sc.mount(source if source is not None else (step.source or "none"), paths.proc_fd_path(fd), fstype or step.fstype, fl, (step.data if data is None else data) or None)
         nfd = _reopen(root_fd, step.destination, fd)
     except BaseException:
         if below is not None:
-            os.close(below)
+            posix.close(below)
         raise
     finally:
-        os.close(fd)
+        posix.close(fd)
     try:
         if copyup:
-            top = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=nfd)
+            top = posix.open(".", posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC, dir_fd=nfd)
             try:
                 copy_tree(below, top)
             finally:
-                os.close(top)
+                posix.close(top)
             if step.opts.flags & sc.MS_RDONLY:
                 sc.mount(None, paths.proc_fd_path(nfd), None, sc.MS_REMOUNT | (fl & ~sc.MS_REMOUNT) | sc.MS_RDONLY, (step.data if data is None else data) or None)
         _apply_after(nfd, step.opts)
     except BaseException:
-        os.close(nfd)
+        posix.close(nfd)
         raise
     finally:
         if below is not None:
-            os.close(below)
+            posix.close(below)
     if keep:
         return nfd
-    os.close(nfd)
+    posix.close(nfd)
     return None
 
 
@@ -620,65 +621,65 @@ def copy_tree(src_fd: int, dst_fd: int) -> None:
     """Copy the directory `src_fd` into `dst_fd` (tmpcopyup): files, directories,
     symlinks (as links, never followed), fifos and device nodes, with owner and mode.
     Everything is opened relative to the two fds with O_NOFOLLOW."""
-    st = os.fstat(src_fd)
+    st = posix.fstat(src_fd)
     _own(dst_fd, None, st)
-    for entry in os.scandir(src_fd):
+    for entry in posix.scandir(src_fd):
         name = entry.name
-        est = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+        est = posix.stat(name, dir_fd=src_fd, follow_symlinks=False)
         mode = stat.S_IMODE(est.st_mode)
         if stat.S_ISDIR(est.st_mode):
-            os.mkdir(name, 0o700, dir_fd=dst_fd)
-            s_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
-            d_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd)
+            posix.mkdir(name, 0o700, dir_fd=dst_fd)
+            s_fd = posix.open(name, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=src_fd)
+            d_fd = posix.open(name, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=dst_fd)
             try:
                 copy_tree(s_fd, d_fd)
             finally:
-                os.close(s_fd)
-                os.close(d_fd)
+                posix.close(s_fd)
+                posix.close(d_fd)
         elif stat.S_ISREG(est.st_mode):
-            s_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
-            d_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
+            s_fd = posix.open(name, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=src_fd)
+            d_fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o600, dir_fd=dst_fd)
             try:
                 while True:
-                    chunk = memoryview(os.read(s_fd, 1 << 20))
+                    chunk = memoryview(posix.read(s_fd, 1 << 20))
                     if not chunk:
                         break
                     while chunk:
-                        chunk = chunk[os.write(d_fd, chunk):]
+                        chunk = chunk[posix.write(d_fd, chunk):]
                 _own(d_fd, None, est)
             finally:
-                os.close(s_fd)
-                os.close(d_fd)
+                posix.close(s_fd)
+                posix.close(d_fd)
         elif stat.S_ISLNK(est.st_mode):
-            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+            posix.symlink(posix.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
             try:
-                os.chown(name, est.st_uid, est.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+                posix.chown(name, est.st_uid, est.st_gid, dir_fd=dst_fd, follow_symlinks=False)
             except OSError:
                 pass
         else:
             try:
-                os.mknod(name, stat.S_IFMT(est.st_mode) | mode, est.st_rdev, dir_fd=dst_fd)
+                posix.mknod(name, stat.S_IFMT(est.st_mode) | mode, est.st_rdev, dir_fd=dst_fd)
             except PermissionError:
                 continue  # device nodes cannot be made in a user namespace
-            n_fd = os.open(name, sc.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd)
+            n_fd = posix.open(name, sc.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=dst_fd)
             try:
                 _own(None, paths.proc_fd_path(n_fd), est)
             finally:
-                os.close(n_fd)
+                posix.close(n_fd)
 
 
-def _own(fd: int | None, path: str | None, st: os.stat_result) -> None:
+def _own(fd: int | None, path: str | None, st: posix.stat_result) -> None:
     try:
         if fd is not None:
-            os.fchown(fd, st.st_uid, st.st_gid)
+            posix.fchown(fd, st.st_uid, st.st_gid)
         else:
-            os.chown(path, st.st_uid, st.st_gid)
+            posix.chown(path, st.st_uid, st.st_gid)
     except OSError:
         pass  # an id the user namespace does not map: keep ours
     if fd is not None:
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        posix.fchmod(fd, stat.S_IMODE(st.st_mode))
     else:
-        os.chmod(path, stat.S_IMODE(st.st_mode))
+        posix.chmod(path, stat.S_IMODE(st.st_mode))
 
 
 def _do_sysfs(root_fd: int, step: MountStep, *, in_userns: bool, new_netns: bool) -> None:
@@ -741,13 +742,13 @@ def _do_cgroup(root_fd: int, step: MountStep, *, new_cgroupns: bool, cgroup_path
             _mount_hierarchy(tmpfs_fd, sub, sopts)
             for link in sub.symlinks:
                 try:
-                    os.symlink(sub.name, link, dir_fd=tmpfs_fd)
+                    posix.symlink(sub.name, link, dir_fd=tmpfs_fd)
                 except FileExistsError:
                     pass
         if flags & sc.MS_RDONLY:
             sc.mount(None, paths.proc_fd_path(tmpfs_fd), None, sc.MS_REMOUNT | sc.MS_BIND | tmpfs_flags | sc.MS_RDONLY)
     finally:
-        os.close(tmpfs_fd)
+        posix.close(tmpfs_fd)
 
 
 def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
@@ -758,8 +759,8 @@ def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
     root (a directory, never through a symlink), not resolved again from the container's root
     as every destination from config.json is. As for those, the mount is checked to have
     landed where it was made (a joined mount namespace may hold other processes)."""
-    os.mkdir(sub.name, 0o755, dir_fd=tmpfs_fd)
-    fd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)
+    posix.mkdir(sub.name, 0o755, dir_fd=tmpfs_fd)
+    fd = posix.open(sub.name, sc.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=tmpfs_fd)
     covered = paths.mnt_id(fd)
     try:
         bind = not sub.fresh
@@ -774,8 +775,8 @@ def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
         if bind:
             sc.mount(sub.host_dir, paths.proc_fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
     finally:
-        os.close(fd)
-    nfd = os.open(sub.name, sc.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs_fd)  # the mount's root
+        posix.close(fd)
+    nfd = posix.open(sub.name, sc.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=tmpfs_fd)  # the mount's root
     try:
         if covered is not None and paths.mnt_id(nfd) == covered:
             raise OSError(errno.EXDEV, f"{sub.name} changed while it was being mounted")
@@ -785,7 +786,7 @@ def _mount_hierarchy(tmpfs_fd: int, sub: CgroupSub, opts: MountOptions) -> None:
                 _remount_bind(nfd, bopts, sub.name)
         _apply_after(nfd, opts)
     finally:
-        os.close(nfd)
+        posix.close(nfd)
 
 
 def _why(e: BaseException) -> str:
@@ -861,15 +862,15 @@ def prepare(
                 fd = paths.open_in_root(root_fd, step.destination)
                 try:
                     t = paths.proc_fd_path(fd)
-                    sc.mount(None, t, None, sc.MS_REMOUNT | sc.MS_RDONLY | (mountopts.statvfs_to_ms(os.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS))
+                    sc.mount(None, t, None, sc.MS_REMOUNT | sc.MS_RDONLY | (mountopts.statvfs_to_ms(posix.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS))
                 finally:
-                    os.close(fd)
+                    posix.close(fd)
         except (OSError, ValueError) as e:
             if root_fd is not None:
-                os.close(root_fd)
+                posix.close(root_fd)
             raise SetupError(f"{_describe(step)}: {_why(e)}") from e
     if root_fd is not None:
-        os.close(root_fd)
+        posix.close(root_fd)
 
 
 def bind_console(rootfs: str, slave_fd: int) -> None:
@@ -879,22 +880,22 @@ def bind_console(rootfs: str, slave_fd: int) -> None:
     except OSError as e:
         raise SetupError(f"console /dev/console: {_why(e)}") from e
     finally:
-        os.close(root_fd)
+        posix.close(root_fd)
 
 
 def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
     """Make `rootfs` the root of this mount namespace."""
     try:
         if no_pivot:
-            os.chdir(rootfs)
+            posix.chdir(rootfs)
             sc.mount(rootfs, "/", None, sc.MS_MOVE)
-            os.chroot(".")
-            os.chdir("/")
+            posix.chroot(".")
+            posix.chdir("/")
             return
-        old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-        new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        old = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+        new = posix.open(rootfs, posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
         try:
-            os.fchdir(new)
+            posix.fchdir(new)
             try:
                 sc.pivot_root(".", ".")
             except OSError as e:
@@ -905,15 +906,15 @@ def pivot(rootfs: str, *, no_pivot: bool = False) -> None:
                 sc.mount(None, "/", None, sc.MS_PRIVATE)
                 sc.mount(None, ".", None, sc.MS_PRIVATE)
                 sc.pivot_root(".", ".")
-            os.fchdir(old)
+            posix.fchdir(old)
             # the old root is stacked under the new one: detach it without letting the
             # unmount propagate anywhere
             sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
             sc.umount2(".", sc.MNT_DETACH)
         finally:
-            os.close(old)
-            os.close(new)
-        os.chdir("/")
+            posix.close(old)
+            posix.close(new)
+        posix.chdir("/")
     except OSError as e:
         raise SetupError(f"pivot_root {rootfs}: {_why(e)}") from e
 
@@ -956,9 +957,9 @@ def _open_dev_null(root_fd: int) -> int:
     """The container's /dev/null, checked to be the real 1:3 char device: masking binds
     it over files, so a symlink or file there must not be used (CVE-2025-31133)."""
     fd = paths.open_in_root(root_fd, "/dev/null", nofollow=True)
-    st = os.fstat(fd)
-    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
-        os.close(fd)
+    st = posix.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
+        posix.close(fd)
         raise OSError(errno.EINVAL, "/dev/null inside the container is not the null device")
     return fd
 
@@ -968,11 +969,11 @@ def _after_pivot_target(fd: int, path: str) -> str:
     in the container; otherwise the path itself, which after pivot_root resolves inside
     the container root exactly as the fd did (no container process exists yet), after
     checking it still names the same inode."""
-    if os.path.isdir("/proc/self/fd"):
+    if fspath.isdir("/proc/self/fd"):
         return paths.proc_fd_path(fd)
-    a, b = os.fstat(fd), os.lstat(path)
+    a, b = posix.fstat(fd), posix.lstat(path)
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
-        a_follow = os.stat(path)
+        a_follow = posix.stat(path)
         if (a.st_dev, a.st_ino) != (a_follow.st_dev, a_follow.st_ino):
             raise OSError(errno.EXDEV, f"{path} changed while it was being resolved")
     return path
@@ -986,7 +987,7 @@ def _mask(root_fd: int, path: str, null_fd_box: list, label: str | None) -> None
     except NotADirectoryError:
         return
     try:
-        st = os.fstat(fd)
+        st = posix.fstat(fd)
         if stat.S_ISLNK(st.st_mode):
             return  # masking the link would mask its target: leave both alone
         target = _after_pivot_target(fd, path)
@@ -998,7 +999,7 @@ def _mask(root_fd: int, path: str, null_fd_box: list, label: str | None) -> None
                 null_fd_box.append(_open_dev_null(root_fd))
             sc.mount(_after_pivot_target(null_fd_box[0], "/dev/null"), target, None, sc.MS_BIND)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _readonly(root_fd: int, path: str) -> None:
@@ -1011,13 +1012,13 @@ def _readonly(root_fd: int, path: str) -> None:
         sc.mount(t, t, None, sc.MS_BIND | sc.MS_REC)
         nfd = _reopen(root_fd, path, fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
     try:
         t = _after_pivot_target(nfd, path)
-        keep = mountopts.statvfs_to_ms(os.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS
+        keep = mountopts.statvfs_to_ms(posix.statvfs(t).f_flag) & mountopts.LOCKED_FLAGS
         sc.mount(None, t, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep)
     finally:
-        os.close(nfd)
+        posix.close(nfd)
 
 
 def finish(spec) -> None:
@@ -1036,7 +1037,7 @@ def finish(spec) -> None:
                 elif isinstance(step, ReadonlyPath):
                     _readonly(root_fd, step.path)
                 elif isinstance(step, RootReadonly):
-                    keep = mountopts.statvfs_to_ms(os.statvfs("/").f_flag) & mountopts.LOCKED_FLAGS
+                    keep = mountopts.statvfs_to_ms(posix.statvfs("/").f_flag) & mountopts.LOCKED_FLAGS
                     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep)
                 elif isinstance(step, ReapplyPropagation):
                     sc.mount(None, "/", None, step.flags)
@@ -1046,5 +1047,5 @@ def finish(spec) -> None:
                 raise SetupError(f"{name}: {_why(e)}") from e
     finally:
         for fd in null_box:
-            os.close(fd)
-        os.close(root_fd)
+            posix.close(fd)
+        posix.close(root_fd)

@@ -9,7 +9,7 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER for a notify fd.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from ..errors import SetupError
 
@@ -82,7 +82,7 @@ def _seccomp_set_filter(program: bytes, flags: int) -> int:
     rc, err = _raw_seccomp(flags, program)
     if rc < 0:
         hint = " (needs no_new_privs or CAP_SYS_ADMIN)" if err == 13 else ""  # EACCES
-        raise SetupError(f"error loading seccomp filter into kernel: {os.strerror(err)}{hint}")
+        raise SetupError(f"error loading seccomp filter into kernel: {posix.strerror(err)}{hint}")
     if rc > 0 and not flags & _FLAG_NEW_LISTENER:
         # TSYNC without a listener returns the id of a thread it could not synchronise
         raise SetupError(f"error loading seccomp filter into kernel: thread {rc} could not be synchronised")

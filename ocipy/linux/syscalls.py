@@ -9,9 +9,11 @@ them, a libc.buffer where it writes.
 """
 
 import errno as _errno
-import os
+import posix
 import struct
 from _signal import SIGCHLD  # the C module behind `signal`, whose enums cost 4 ms of imports
+
+from ocipy import fspath
 
 from . import libc
 
@@ -71,7 +73,7 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
-O_PATH = getattr(os, "O_PATH", 0o10000000)
+O_PATH = getattr(posix, "O_PATH", 0o10000000)
 
 # --- prctl -------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
@@ -108,7 +110,7 @@ _SYSCALLS = {
     "mount_setattr": (442, 442),
     "clone3": (435, 435),
 }
-_ARCH_INDEX = 1 if os.uname().machine in ("aarch64", "arm64") else 0  # platform.machine(), without importing platform
+_ARCH_INDEX = 1 if posix.uname().machine in ("aarch64", "arm64") else 0  # platform.machine(), without importing platform
 
 
 def _nr(name: str) -> int:
@@ -118,14 +120,14 @@ def _nr(name: str) -> int:
 def _check(result: int, what: str) -> int:
     if result < 0:
         err = libc.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {posix.strerror(err)}")
     return result
 
 
 def _b(path) -> bytes | None:
     if path is None:
         return None
-    return os.fsencode(path)
+    return fspath.fsencode(path)
 
 
 # --- namespaces --------------------------------------------------------------------
@@ -159,7 +161,7 @@ def mount(source, target, fstype, flags: int = 0, data: str | None = None) -> No
     if res < 0:
         err = libc.get_errno()
         kind = fstype or ("bind" if flags & MS_BIND else "propagation" if flags & (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE) else "")
-        raise OSError(err, f"mount {kind} {source or ''} on {target} (flags {flags:#x}{', ' + data if data else ''}): {os.strerror(err)}")
+        raise OSError(err, f"mount {kind} {source or ''} on {target} (flags {flags:#x}{', ' + data if data else ''}): {posix.strerror(err)}")
 
 
 def umount2(target, flags: int = 0) -> None:
@@ -174,7 +176,7 @@ def pivot_root(new_root, put_old) -> None:
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+OPEN_TREE_CLOEXEC = posix.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
 MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
 _AT_FDCWD = -100
@@ -194,7 +196,7 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, *, recursive: bool = Tr
 def open_tree(path: str, recursive: bool) -> int:
     """A detached copy of the mount (tree) at `path`: an fd to attach with move_mount_to_fd."""
     flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    fd = _syscall(_nr("open_tree"), _AT_FDCWD, os.fsencode(path), flags)
+    fd = _syscall(_nr("open_tree"), _AT_FDCWD, fspath.fsencode(path), flags)
     return _check(fd, f"open_tree {path}")
 
 
@@ -235,7 +237,7 @@ _OPEN_HOW = struct.Struct("=3Q")  # struct open_how: flags, mode, resolve
 
 
 def openat2(dirfd: int, path, flags: int, resolve: int, mode: int = 0) -> int:
-    how = _OPEN_HOW.pack(flags | os.O_CLOEXEC, mode, resolve)
+    how = _OPEN_HOW.pack(flags | posix.O_CLOEXEC, mode, resolve)
     fd = _syscall(_nr("openat2"), dirfd, _b(path), how, len(how))
     return _check(fd, f"open {path} inside the container root")
 
@@ -260,7 +262,7 @@ def mount_id(fd: int) -> int | None:
 
 
 # --- fork into a cgroup ---------------------------------------------------------------
-# libc's syscall() called with the GIL held, as os.fork() calls fork(): the child must not
+# libc's syscall() called with the GIL held, as posix.fork() calls fork(): the child must not
 # start life in a foreign call that released the GIL.
 _syscall_holding_gil = libc.function("syscall", returns_long=True, holding_gil=True)
 _before_fork = libc.function("PyOS_BeforeFork", holding_gil=True)
@@ -270,7 +272,7 @@ _CLONE_ARGS = struct.Struct("11Q")  # struct clone_args up to .cgroup (CLONE_ARG
 
 
 def fork_into_cgroup(cgroup_fd: int) -> int | None:
-    """os.fork(), except that the child is born in the cgroup2 directory `cgroup_fd`
+    """posix.fork(), except that the child is born in the cgroup2 directory `cgroup_fd`
     (clone3 with CLONE_INTO_CGROUP, Linux 5.7+). None, with nothing forked, when that
     cannot be done here: an older kernel, or a process with more than one thread.
 
@@ -283,19 +285,19 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
 
 
 def clone_fork(cgroup_fd: int | None = None, *, sibling: bool = False) -> int | None:
-    """os.fork() through clone3: the child born in the cgroup2 directory `cgroup_fd` if one
+    """posix.fork() through clone3: the child born in the cgroup2 directory `cgroup_fd` if one
     is given (see fork_into_cgroup), and with `sibling` a child of our own parent rather than
     ours (CLONE_PARENT, as runc's nsexec forks the container's init: the caller of create can
     wait() for it without being a subreaper). None, with nothing forked, when that cannot be
     done here: no clone3 (Linux 5.3), no CLONE_INTO_CGROUP (5.7), or more than one thread.
 
-    The Python side of os.fork() is kept: PyOS_BeforeFork/AfterFork_* take and reset
-    the import lock and the GIL and run os.register_at_fork hooks. What glibc's fork()
+    The Python side of posix.fork() is kept: PyOS_BeforeFork/AfterFork_* take and reset
+    the import lock and the GIL and run posix.register_at_fork hooks. What glibc's fork()
     adds is not: it matters only with other threads (its malloc and stdio locks), hence
     the single-thread rule, and the child's cached thread id stays its parent's, which
     nothing ocipy runs before its exec reads.
     """
-    if len(os.listdir("/proc/self/task")) != 1:
+    if len(posix.listdir("/proc/self/task")) != 1:
         return None
     flags = (CLONE_INTO_CGROUP if cgroup_fd is not None else 0) | (CLONE_PARENT if sibling else 0)
     # A sibling's exit signal is its new parent's choice (ours, SIGCHLD): clone3 wants 0 here.
@@ -313,7 +315,7 @@ def clone_fork(cgroup_fd: int | None = None, *, sibling: bool = False) -> int | 
     if err in (_errno.ENOSYS, _errno.E2BIG, _errno.EINVAL):  # no clone3, or not these flags in it
         return None
     what = "into a cgroup" if cgroup_fd is not None else "as a sibling"
-    raise OSError(err, f"clone3 {what}: {os.strerror(err)}")
+    raise OSError(err, f"clone3 {what}: {posix.strerror(err)}")
 
 
 # --- prctl and capabilities ------------------------------------------------------------

@@ -49,7 +49,7 @@ address. There is no build step: the bytes are the source.
 """
 
 import fcntl
-import os
+import posix
 import struct
 
 _BASE = 0x400000
@@ -239,7 +239,7 @@ def open_waiter(fifo_fd: int, seccomp: tuple[bytes, int] | None = None) -> int |
     """A sealed, close-on-exec memfd holding `waiter_program(fifo_fd, seccomp)`, or None on
     another architecture than x86-64 (the caller then waits in Python).
 
-    The caller execs it as its very last step, `os.execve(memfd, [executable, *args], env)`,
+    The caller execs it as its very last step, `posix.execve(memfd, [executable, *args], env)`,
     once everything else is done: user, capabilities, no_new_privs, cwd, umask, rlimits,
     any filter that does not wait for the last moment, stray fds closed or close-on-exec.
     `fifo_fd` must be inherited (not close-on-exec); nothing else of ocipy's should be.
@@ -250,22 +250,22 @@ def open_waiter(fifo_fd: int, seccomp: tuple[bytes, int] | None = None) -> int |
 
 
 def _is_x86_64() -> bool:
-    return os.uname().machine in ("x86_64", "amd64")  # not `platform` (7 ms of imports)
+    return posix.uname().machine in ("x86_64", "amd64")  # not `platform` (7 ms of imports)
 
 
 def _sealed_memfd(name: str, image: bytes) -> int:
-    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    flags = posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING
     try:
-        fd = os.memfd_create(name, flags | MFD_EXEC)
+        fd = posix.memfd_create(name, flags | MFD_EXEC)
     except OSError:  # kernels before 6.3 do not know MFD_EXEC
-        fd = os.memfd_create(name, flags)
+        fd = posix.memfd_create(name, flags)
     try:
         view = memoryview(image)
         while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, 0o555)
+            view = view[posix.write(fd, view) :]
+        posix.fchmod(fd, 0o555)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
     except BaseException:
-        os.close(fd)
+        posix.close(fd)
         raise
     return fd

@@ -16,6 +16,7 @@ def test_dirname_basename_normpath_and_abspath_agree_with_os_path(path, tmp_path
     assert fspath.dirname(path) == os.path.dirname(path)
     assert fspath.basename(path) == os.path.basename(path)
     assert fspath.normpath(path) == os.path.normpath(path)
+    assert fspath.isabs(path) == os.path.isabs(path)
     if path:
         assert fspath.abspath(path) == os.path.abspath(path)
 
@@ -59,3 +60,36 @@ def _umask() -> int:
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+@pytest.fixture
+def link_tree(tmp_path, monkeypatch):
+    """A tree of directories and symlinks: absolute and relative, chained, through "..",
+    dangling, and two that loop."""
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "f").write_text("x")
+    links = {
+        "abs": tmp_path / "d", "rel": "d/e", "up": "../" + tmp_path.name + "/d", "chain": "rel",
+        "d/e/back": "../..", "dangling": "gone/deeper", "loop1": "loop2", "loop2": "loop1", "self": "self/x",
+        "d/dot": ".",
+    }
+    for link, target in links.items():
+        os.symlink(target, tmp_path / link)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+REALPATHS = ["abs", "rel", "up", "chain", "chain/f", "rel/back/abs/e/f", "d/e/back/rel/../e", "dangling", "dangling/more/..",
+             "loop1", "loop1/x", "self", "d/dot/dot/e", "missing/../d", "../x", ".", "", "/", "//", "d/../../..",
+             "rel/..", "abs/./e/../e/f/", "d/e/f/g"]
+
+
+@pytest.mark.parametrize("path", REALPATHS)
+def test_realpath_agrees_with_os_path(link_tree, path):
+    assert fspath.realpath(path) == os.path.realpath(path)
+    assert fspath.realpath(link_tree / path) == os.path.realpath(link_tree / path)
+
+
+@pytest.mark.parametrize("path", ["/a/b", "rel", "caf\u00e9", "bad-\udcff-byte", b"raw\xff"])
+def test_fsencode_agrees_with_os(path):
+    assert fspath.fsencode(path) == os.fsencode(path)
