@@ -4,9 +4,10 @@ Why: `import os` costs 1 to 1.8 ms on this machine (os.environ is a collections.
 mapping, and that module builds some thirty classes). The commands engines call for every
 container need nothing more of os than `posix` and these: `state`, `start`, `kill`, `delete`
 and `list` are little more than the interpreter's own start, `exec` is a command engines wait
-on, and both processes of `create` and `run` are on the critical path in turn. The parent validates and makes the cgroup while stage 1, forked first,
-imports the container side; in about a third of runs stage 1 is the one that has not
-finished when the parent's "setup" is sent, so its imports count as much as the parent's.
+on, and both processes of `create` and `run` are on the critical path in turn. The parent
+validates and makes the cgroup while stage 1, forked first, imports the container side; in
+about a third of runs stage 1 is the one that has not finished when the parent's "setup" is
+sent, so its imports count as much as the parent's.
 
 Each function does what its os.path namesake does for str paths (tests/unit/test_fspath.py
 compares them).

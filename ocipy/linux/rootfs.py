@@ -418,25 +418,24 @@ def _parent_mount(path: str, mounts: list[dict]) -> dict | None:
     return best
 
 
-def _make_parent_unshared(rootfs: str) -> None:
+def _make_parent_unshared(real_rootfs: str) -> None:
     """pivot_root refuses a new root whose parent mount is shared. Make that parent a
     slave rather than private: the rootfs bound below it then stays a slave of the
     host's mount (what rootfsPropagation "slave" asks for), and nothing mounted in the
-    container can propagate back through it."""
-    parent = _parent_mount(fspath.realpath(rootfs), _read_mountinfo())
+    container can propagate back through it. `real_rootfs`: the rootfs, symlinks resolved."""
+    parent = _parent_mount(real_rootfs, _read_mountinfo())
     if parent and any(o.startswith("shared:") for o in parent["optional"]):
         sc.mount(None, parent["mountpoint"], None, sc.MS_SLAVE)
 
 
-def _unshare_rootfs_mount(rootfs: str, mounts: list[dict]) -> None:
+def _unshare_rootfs_mount(rootfs: str, real_rootfs: str, mounts: list[dict]) -> None:
     """pivot_root(".", ".") refuses a shared new root: make the rootfs bind private
     when (and only when) it is shared, so that with rootfsPropagation "slave" (and the
     rslave default) the new root stays a slave of the host's mount. `mounts`: mountinfo
     read after the bind."""
-    real = fspath.realpath(rootfs)
     top = None
     for m in mounts:
-        if m["mountpoint"] == real:
+        if m["mountpoint"] == real_rootfs:
             top = m
     if top is None or any(o.startswith("shared:") for o in top["optional"]):
         sc.mount(None, rootfs, None, sc.MS_PRIVATE)
@@ -837,10 +836,11 @@ def prepare(
             if isinstance(step, SetRootPropagation):
                 sc.mount(None, "/", None, step.flags)
             elif isinstance(step, BindRootfs):
-                _make_parent_unshared(rootfs)
+                real_rootfs = fspath.realpath(rootfs)  # as mountinfo shows it
+                _make_parent_unshared(real_rootfs)
                 sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
                 mounts = _read_mountinfo()
-                _unshare_rootfs_mount(rootfs, mounts)
+                _unshare_rootfs_mount(rootfs, real_rootfs, mounts)
                 root_fd = paths.open_root(rootfs)
             elif isinstance(step, MountStep):
                 if step.kind == "bind":
