@@ -9,13 +9,17 @@ forks, it does not re-exec). If the container's command resolves to /proc/self/e
 host's interpreter inside the container, which could then open it through
 /proc/self/exe and overwrite it (the CVE-2019-5736 shape). runc answers this by
 re-executing itself from a sealed copy; we keep fork-without-re-exec and instead
-exec, as the very last step, a 40-byte program held in an anonymous, sealed memfd:
+exec, as the very last step, a 54-byte program held in an anonymous, sealed memfd:
 from then on /proc/self/exe is that memfd, with nothing on the host behind it and
 seals that forbid writes. The program does one thing:
 
-    execve(argv[0], &argv[1], envp); exit(127);
+    prctl(PR_SET_DUMPABLE, 0); execve(argv[0], &argv[1], envp); exit(127);
 
-so `execve(memfd, [path, *args], env)` becomes `execve(path, args, env)`.
+so `execve(memfd, [path, *args], env)` becomes `execve(path, args, env)`. The prctl
+is for a process in the container watching /proc: execve made us dumpable, so it
+could open our /proc/<pid>/mem while the kernel looks up and loads the command.
+Nothing of the host is there to read, but the program is not the container's, and
+the command's own execve makes it dumpable again as usual. (See also _sealed_memfd.)
 
 The waiter
 ----------
@@ -58,6 +62,10 @@ _PHDR = 56
 
 # x86-64 machine code for the entry point (the stack holds argc, argv..., NULL, envp...):
 _X86_64 = bytes.fromhex(
+    "b89d000000"  # mov  eax, 157                prctl
+    "bf04000000"  # mov  edi, 4                  PR_SET_DUMPABLE
+    "31f6"  # xor  esi, esi                0: not dumpable (cannot fail)
+    "0f05"  # syscall
     "488b7c2408"  # mov  rdi, [rsp+8]            path = argv[0]
     "488d742410"  # lea  rsi, [rsp+16]           argv = &argv[1]
     "488b0c24"  # mov  rcx, [rsp]              argc
@@ -254,6 +262,14 @@ def _is_x86_64() -> bool:
 
 
 def _sealed_memfd(name: str, image: bytes) -> int:
+    """A close-on-exec memfd holding `image`, execute-only (0o111) and sealed against writes.
+
+    Execute-only because the kernel leaves a process that execs a file it cannot read
+    non-dumpable (fs/exec.c, would_dump). A container process without CAP_DAC_OVERRIDE
+    or CAP_DAC_READ_SEARCH is then never dumpable while it runs the trampoline or the
+    waiter, not even before their first instruction clears it. One with either
+    capability can read the memfd, so its window lasts until that prctl.
+    """
     flags = posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING
     try:
         fd = posix.memfd_create(name, flags | MFD_EXEC)
@@ -263,7 +279,7 @@ def _sealed_memfd(name: str, image: bytes) -> int:
         view = memoryview(image)
         while view:
             view = view[posix.write(fd, view) :]
-        posix.fchmod(fd, 0o555)
+        posix.fchmod(fd, 0o111)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
     except BaseException:
         posix.close(fd)

@@ -265,7 +265,7 @@ def test_open_waiter_is_a_sealed_memfd():
         with pytest.raises(PermissionError):
             os.write(fd, b"x")
         assert os.pread(fd, 4096, 0) == waiter_program(WAITER_FD)
-        assert os.fstat(fd).st_mode & 0o777 == 0o555
+        assert os.fstat(fd).st_mode & 0o777 == 0o111  # execute-only: see test_exec_trampoline_is_never_dumpable_*
     finally:
         os.close(fd)
 
@@ -431,3 +431,91 @@ def test_waiter_that_cannot_write_the_verdict_stops(fifo, running):
         assert os.read(fd, 16) == b""  # `start` sees the end of the fifo and no "0"
     finally:
         os.close(fd)
+
+
+# --- the exec trampoline: never dumpable on the way to the command --------------------------------
+_libc = None
+
+
+def _ptrace(request, pid, addr=0, data=0):
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.ptrace.restype = ctypes.c_long
+        _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    ctypes.set_errno(0)
+    value = _libc.ptrace(request, pid, addr, data)
+    if value == -1 and ctypes.get_errno():
+        raise OSError(ctypes.get_errno(), f"ptrace({request})")
+    return value
+
+
+PTRACE_TRACEME, PTRACE_PEEKUSER, PTRACE_CONT, PTRACE_SYSCALL = 0, 3, 7, 24
+ORIG_RAX = 15 * 8  # offsetof(struct user_regs_struct, orig_rax): the syscall number at a syscall stop
+SYS_EXECVE = 59
+CAP_DAC_OVERRIDE = 1
+
+
+def _stopped(pid):
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP, status
+
+
+@x86_64
+@root
+@pytest.mark.parametrize("dac_override", [False, True], ids=["no-CAP_DAC_OVERRIDE", "CAP_DAC_OVERRIDE"])
+def test_exec_trampoline_is_never_dumpable_before_the_commands_exec(dac_override):
+    """A container process watching /proc must not open the trampoline's /proc/<pid>/mem
+    (tests/security/test_attacks_exe.py tries). The child, uid 1000, runs the trampoline
+    under ptrace, which stops it right after the exec (before its first instruction) and at
+    its execve of the command. /proc/<pid>/ files of a non-dumpable process belong to root.
+
+    Without CAP_DAC_OVERRIDE the execute-only memfd keeps it non-dumpable from the exec on.
+    With it the exec leaves it dumpable (the control: this test sees dumpability), and the
+    trampoline's prctl clears that before its execve. The command is dumpable again."""
+    from types import SimpleNamespace
+
+    from ocipy.linux import process, syscalls
+
+    memfd = trampoline.open_trampoline()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            process.switch_user(SimpleNamespace(uid=1000, gid=1000, additional_gids=[]))
+            caps = 1 << CAP_DAC_OVERRIDE if dac_override else 0
+            syscalls.capset(caps, caps, 0)
+            _ptrace(PTRACE_TRACEME, 0)
+            os.execve(memfd, ["/bin/true", "true"], {})
+        finally:
+            os._exit(99)
+    os.close(memfd)
+    owner = {}
+    try:
+        _stopped(pid)  # the exec of the trampoline
+        assert os.readlink(f"/proc/{pid}/exe") == "/memfd:ocipy-exec (deleted)"
+        owner["exec"] = os.stat(f"/proc/{pid}/mem").st_uid
+        for _ in range(8):  # syscall-entry and -exit stops up to the execve's entry
+            _ptrace(PTRACE_SYSCALL, pid)
+            _stopped(pid)
+            if _ptrace(PTRACE_PEEKUSER, pid, ORIG_RAX) == SYS_EXECVE:
+                break
+        else:
+            pytest.fail("the trampoline never reached its execve")
+        owner["execve"] = os.stat(f"/proc/{pid}/mem").st_uid
+        _ptrace(PTRACE_CONT, pid)
+        _stopped(pid)  # the SIGTRAP of a traced process's successful execve
+        assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath("/bin/true")
+        owner["command"] = os.stat(f"/proc/{pid}/mem").st_uid
+        _ptrace(PTRACE_CONT, pid)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    print(f"owner of /proc/<pid>/mem (root: not dumpable): {owner}")
+    assert owner == {"exec": 1000 if dac_override else 0, "execve": 0, "command": 1000}
