@@ -117,14 +117,19 @@ def _hook_runner(spec):
 
 
 # --- stage 1 -----------------------------------------------------------------------
-def stage1_awaiting_setup(channel: Channel) -> None:
+def stage1_awaiting_setup(channel: Channel, rejoin=None) -> None:
     """Stage 1 from its fork at the start of create (this module's imports are done by
     then): wait for the parent's "setup", or exit quietly if the parent gives up first
-    (an invalid config, an id in use), then go on as stage 1. Never returns."""
+    (an invalid config, an id in use), then go on as stage 1. `rejoin`: what to call
+    before the wait and after it (prefork.cpu_rejoin). Never returns."""
     try:
+        if rejoin is not None:
+            rejoin()  # the work that kept us apart is done; the parent has moved us by now
         msg, fds = channel.recv()
         if msg is None:
             posix._exit(0)
+        if rejoin is not None:
+            rejoin()  # in case it had not: the parent's move comes before its "setup"
         ctx = context_from_setup(msg, fds, channel)
     except BaseException as e:  # noqa: BLE001 - a child must report everything
         fail_channel(channel, e)

@@ -179,3 +179,101 @@ def test_run_asks_the_config_prefork_read_whether_it_wants_a_terminal(tmp_path):
     assert _wants_terminal(str(tmp_path), None)
     (tmp_path / "config.json").write_text(json.dumps({"process": "not an object"}))
     assert not _wants_terminal(str(tmp_path), None)
+
+
+# --- stage 1 kept off the parent's CPU until the setup (prefork.keep_apart, cpu_rejoin) -----------
+@pytest.mark.parametrize("text, cpus", [("0", {0}), ("0-1\n", {0, 1}), ("0-3,8-9,12", {0, 1, 2, 3, 8, 9, 12})])
+def test_parse_cpu_list(text, cpus):
+    assert prefork.parse_cpu_list(text) == cpus
+
+
+@pytest.mark.parametrize("text", ["", "a", "0-", "1,,2"])
+def test_parse_cpu_list_refuses_what_is_not_a_list(text):
+    with pytest.raises(ValueError):
+        prefork.parse_cpu_list(text)
+
+
+def _our_cpu() -> int:
+    with open("/proc/thread-self/stat", "rb") as f:
+        return int(f.read().rpartition(b")")[2].split()[36])
+
+
+def _child_waiting():
+    """A forked child blocked on a pipe until the returned function releases and reaps it."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+
+    def release():
+        os.close(w)
+        os.waitpid(pid, 0)
+
+    return pid, release
+
+
+@pytest.mark.parametrize("cpus, online, runnable, apart", [
+    ({0, 1}, 2, 2, True),  # us and the child, one CPU each
+    ({0, 1, 2, 3}, 4, 3, True),
+    ({0, 1}, 2, 3, False),  # no CPU to spare: the scheduler shares them out
+    ({0}, 1, 1, False),  # one CPU
+    ({1}, 2, 1, False),  # a narrowed caller: cpu_rejoin could not give back just that
+    ({0, 1}, 4, 1, False),
+    ({0, 1}, None, 1, False),  # online CPUs unknown
+])
+def test_spare_cpu(cpus, online, runnable, apart):
+    assert prefork.spare_cpu(cpus, online, runnable) is apart
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != os.cpu_count(), reason="needs a process allowed on every online CPU")
+def test_keep_apart_moves_the_child_off_our_cpu_only(monkeypatch):
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: 1)  # an idle machine, whatever runs beside this test
+    cpus = os.sched_getaffinity(0)
+    pid, release = _child_waiting()
+    try:
+        assert prefork.keep_apart(pid, cpus)
+        theirs = os.sched_getaffinity(pid)
+        assert theirs < cpus and len(theirs) == len(cpus) - 1  # we may have moved since, the child's mask not
+        assert os.sched_getaffinity(0) == cpus
+    finally:
+        release()
+
+
+def test_keep_apart_leaves_the_child_alone_without_a_spare_cpu(monkeypatch):
+    cpus = os.sched_getaffinity(0)
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: len(cpus) + 1)
+    pid, release = _child_waiting()
+    try:
+        assert not prefork.keep_apart(pid, cpus)
+        assert os.sched_getaffinity(pid) == cpus
+    finally:
+        release()
+
+
+def test_runnable_now_and_current_cpu_read_this_kernel():
+    assert prefork._runnable_now() >= 1  # this test runs
+    assert prefork._current_cpu() in os.sched_getaffinity(0)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
+def test_cpu_rejoin_gives_a_kept_apart_child_every_cpu_back():
+    cpus = os.sched_getaffinity(0)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: kept apart as keep_apart would, then rejoins
+        try:
+            rejoin = prefork.cpu_rejoin(cpus)
+            os.sched_setaffinity(0, {min(cpus)})
+            rejoin()
+            os.write(w, repr(sorted(os.sched_getaffinity(0))).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1000).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == repr(sorted(cpus))
