@@ -33,6 +33,15 @@ def test_destroy_recorded_removes_what_create_made_and_keeps_shared_parents(tmp_
     assert (tmp_path / "memory" / "parent").is_dir()  # ours, but another container lives below
 
 
+def test_destroy_created_returns_what_is_still_there(tmp_path):
+    recorded = _tree(tmp_path)
+    left = teardown.destroy_created(recorded["created"], set(recorded["paths"].values()))
+    assert left == [str(tmp_path / "memory" / "parent")]  # another container lives below
+    assert teardown.destroy_created(recorded["created"], set(recorded["paths"].values())) == left  # the rest is gone
+    (tmp_path / "memory" / "parent" / "other").rmdir()
+    assert teardown.destroy_created(left, set()) == []
+
+
 def test_destroy_recorded_of_a_disabled_or_missing_record_does_nothing():
     teardown.destroy_recorded({"driver": "disabled"})
     teardown.destroy_recorded(None)

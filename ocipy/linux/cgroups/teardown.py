@@ -45,24 +45,25 @@ def pids_below(path: str) -> list[int]:
     return list(dict.fromkeys(found))
 
 
-def rmdir_retry(path: str, timeout: float = 2.0) -> None:
-    """rmdir a cgroup; retry on EBUSY while its last processes finish exiting.
+def rmdir_retry(path: str, timeout: float = 2.0) -> bool:
+    """rmdir a cgroup; retry on EBUSY while its last processes finish exiting. Whether it
+    is gone.
 
     A cgroup that still has child cgroups is left in place (another container may
-    live under an intermediate directory we created). Missing is fine.
+    live under an intermediate directory we created): False. Missing is fine: True.
     """
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
         try:
             posix.rmdir(path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError as e:
             if e.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
                 if has_subdirs(path):
-                    return
+                    return False
                 if time.monotonic() < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)
@@ -72,48 +73,43 @@ def rmdir_retry(path: str, timeout: float = 2.0) -> None:
             raise SetupError(f"cannot remove cgroup {path}: {posix.strerror(e.errno)}") from e
 
 
-def remove_tree(path: str, timeout: float = 2.0) -> None:
+def remove_tree(path: str, timeout: float = 2.0) -> bool:
     """rmdir a container's own cgroup and the sub-cgroups made inside it (cgroupns, nested
-    systemd), deepest first; retry on EBUSY while processes finish exiting."""
+    systemd), deepest first; retry on EBUSY while processes finish exiting. Whether it
+    is gone (as rmdir_retry)."""
     try:
         posix.rmdir(path)  # the usual case: no sub-cgroup, no process left
-        return
+        return True
     except FileNotFoundError:
-        return
+        return True
     except OSError:
         pass
     for sub in subdirs(path):
         remove_tree(sub, timeout)
-    rmdir_retry(path, timeout)
-
-
-def _is_dir(path: str) -> bool:
-    try:
-        return posix.stat(path).st_mode & 0o170000 == 0o040000
-    except OSError:
-        return False
+    return rmdir_retry(path, timeout)
 
 
 def destroy_created(created: list[str], leaves: set[str], timeout: float = 2.0) -> list[str]:
     """Remove the directories create() made, deepest first: a leaf (the container's own
     cgroup) with everything below it, an intermediate directory only when it is empty.
-    One time budget covers every hierarchy. Returns what is still there; raises
-    SetupError listing the failures."""
+    One time budget covers every hierarchy. Returns what is still there, in `created`'s
+    order (told by each removal, not by a stat of each afterwards); raises SetupError
+    listing the failures."""
     errors = []
+    kept = set()
     deadline = time.monotonic() + timeout
     for d in sorted(created, key=lambda p: p.count("/"), reverse=True):
         left = max(0.0, deadline - time.monotonic())
         try:
-            if d in leaves:
-                remove_tree(d, left)
-            else:
-                rmdir_retry(d, left)
+            gone = remove_tree(d, left) if d in leaves else rmdir_retry(d, left)
         except SetupError as e:
             errors.append(str(e))
-    left = [d for d in created if _is_dir(d)]
+            gone = False
+        if not gone:
+            kept.add(d)
     if errors:
         raise SetupError("; ".join(errors))
-    return left
+    return [d for d in created if d in kept]
 
 
 def recorded_pids(cgroup_state: dict | None) -> list[int]:
