@@ -67,7 +67,7 @@ def create_container(
     fifo_fd = None
     hold_r = hold_w = None
     try:
-        from .linux import cgroups, device_rules
+        from .linux import cgroups
 
         config, spec, rootfs = _load_and_check(bundle, read, console_socket)
         profile = config["linux"].get("seccomp")
@@ -112,6 +112,8 @@ def create_container(
         # the parent would otherwise sit out): no process in the cgroup has done anything yet,
         # and pid 1 does nothing before "go". A pids.limit below 2 waits for stage 1 to leave:
         # it would stop stage 1 forking pid 1.
+        from .linux import device_rules  # as the limits' own imports (resources.py): once stage 1 has its setup
+
         limits_now, after_stage1 = split_pids_limit(device_rules.effective_resources(spec.linux.resources, spec.linux.devices))
         cgroup.apply(limits_now)
 

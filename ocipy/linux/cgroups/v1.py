@@ -16,7 +16,6 @@ from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 
 from ocipy import fspath
 from ocipy.errors import SetupError
 
-from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
@@ -26,7 +25,10 @@ from .manager import (
     write_file,
 )
 from .joining import join_order
-from .teardown import destroy_created, pids_below
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from . import resources as res  # imported where used: see apply
 
 # Where to read the container's processes from, best first.
 _PROCS_ORDER = ("pids", "freezer", "devices", "memory", "cpu", "cpuacct", "cpuset", "blkio", "name=systemd")
@@ -137,6 +139,7 @@ class V1Manager(CgroupManager):
     def apply(self, resources: dict | None) -> None:
         if not resources:
             return
+        from . import resources as res  # here, not at the top: create applies the limits after handing stage 1 its setup
         writes = res.plan_v1(_without_v2_only(resources, self), self._current(resources))
         extra = self._hybrid_writes(resources)
         self._run(writes + extra)
@@ -145,6 +148,8 @@ class V1Manager(CgroupManager):
         """hugepageLimits on a hybrid host whose hugetlb controller lives on the unified side."""
         if "hugetlb" in self.paths or UNIFIED not in self.paths or not resources.get("hugepageLimits"):
             return []
+        from . import resources as res
+
         writes = res.plan_v2({"hugepageLimits": resources["hugepageLimits"]})
         d = self.paths[UNIFIED]
 
@@ -191,6 +196,8 @@ class V1Manager(CgroupManager):
         d = self._procs_dir()
         if d is None or not fspath.isdir(d):
             return []
+        from .teardown import pids_below
+
         return pids_below(d)
 
     # --- freezer -----------------------------------------------------------------------------
@@ -255,6 +262,8 @@ class V1Manager(CgroupManager):
     def destroy(self) -> None:
         """Remove only what create() made (never a cgroup we merely joined); kill nothing."""
         try:
+            from .teardown import destroy_created
+
             self.created = destroy_created(self.created, set(self.paths.values()))
         except SetupError:
             self.created = [d for d in self.created if fspath.isdir(d)]

@@ -18,7 +18,6 @@ from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 
 from ocipy import fspath
 from ocipy.errors import SetupError
 
-from . import resources as res
 from .manager import (
     UNIFIED,
     CgroupManager,
@@ -27,7 +26,6 @@ from .manager import (
     read_file,
     write_file,
 )
-from .teardown import destroy_created, pids_below
 
 
 DELEGATE_FILE = "/sys/kernel/cgroup/delegate"
@@ -105,6 +103,7 @@ class V2Manager(CgroupManager):
     def apply(self, resources: dict | None) -> None:
         if not resources:
             return
+        from . import resources as res  # here, not at the top: create applies the limits after handing stage 1 its setup
         current = {}
         for name in ("cpu.max", "memory.max"):
             try:
@@ -189,6 +188,8 @@ class V2Manager(CgroupManager):
     def pids(self) -> list[int]:
         if not fspath.isdir(self.path):
             return []
+        from .teardown import pids_below
+
         return pids_below(self.path)
 
     # --- freezer -----------------------------------------------------------------------------
@@ -254,6 +255,8 @@ class V2Manager(CgroupManager):
     def destroy(self) -> None:
         """Remove only what create() made (never a cgroup we merely joined); kill nothing."""
         try:
+            from .teardown import destroy_created
+
             self.created = destroy_created(self.created, set(self.paths.values()))
         except SetupError:
             self.created = [d for d in self.created if fspath.isdir(d)]
