@@ -69,7 +69,7 @@ def fork(how=None) -> tuple[Channel, int, bool]:
     returning (pid, born in the cgroup2 directory); None is a plain fork, whose child we
     then keep off our CPU while both work (keep_apart). The child goes on in _run_child."""
     parent_ch, child_ch = Channel.pair()
-    cpus = posix.sched_getaffinity(0) if how is None else None
+    cpus = _affinity() if how is None else None
     try:
         pid, born_in_v2 = how() if how is not None else (posix.fork(), False)
     except BaseException:
@@ -111,7 +111,7 @@ def keep_apart(pid: int, cpus: set[int]) -> bool:
     child on its parent's CPU while another is idle: this 2-vCPU VM's kernel, which packs
     tasks onto few vCPUs, did in ~40% of forks, and the two then took turns for a tick
     (~4 ms) before one was moved. Kept apart, create takes ~2 ms less (paired medians of
-    60-80 creates; start, delete and the container unchanged). With no CPU to spare
+    60-80 creates; start and delete within noise; the container unchanged). With no CPU to spare
     (20 runs at once on 2 CPUs), moving it would only cost: 3% more wall time, measured.
     A scheduler that spreads them anyway makes this a no-op. Any error leaves it alone.
     """
@@ -130,6 +130,13 @@ def spare_cpu(cpus: set[int], online: int | None, runnable: int) -> bool:
     us and stage 1 included. Only where the caller may run on every online CPU (cpu_rejoin
     gives back just that), more than one, and fewer tasks want one than there are."""
     return 1 < len(cpus) == (online or 0) and runnable <= len(cpus)
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return posix.sched_getaffinity(0)
+    except OSError:
+        return None
 
 
 def _runnable_now() -> int:

@@ -11,7 +11,7 @@ host's interpreter inside the container, which could then open it through
 re-executing itself from a sealed copy; we keep fork-without-re-exec and instead
 exec, as the very last step, a 54-byte program held in an anonymous, sealed memfd:
 from then on /proc/self/exe is that memfd, with nothing on the host behind it and
-seals that forbid writes. The program does one thing:
+seals that forbid writes. The program does one thing, once non-dumpable:
 
     prctl(PR_SET_DUMPABLE, 0); execve(argv[0], &argv[1], envp); exit(127);
 

@@ -1,5 +1,6 @@
 """Unit tests for ocipy.linux.trampoline's waiter: the tiny program a created container's
-pid 1 becomes while it waits for `start`.
+pid 1 becomes while it waits for `start` (and, at the end, for the exec trampoline's
+dumpability on its way to the command).
 
 The layout tests are pure. The others run the real waiter in a forked child (no
 namespaces): the child opens the fifo O_PATH on WAITER_FD, as init does, and execs the
