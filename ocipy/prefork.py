@@ -70,6 +70,7 @@ def fork(how=None) -> tuple[Channel, int, bool]:
     then keep off our CPU while both work (keep_apart). The child goes on in _run_child."""
     parent_ch, child_ch = Channel.pair()
     cpus = _affinity() if how is None else None
+    apart = away_from_us(cpus) if cpus is not None else None
     try:
         pid, born_in_v2 = how() if how is not None else (posix.fork(), False)
     except BaseException:
@@ -79,9 +80,9 @@ def fork(how=None) -> tuple[Channel, int, bool]:
     if pid == 0:
         parent_ch.close()
         _run_child(child_ch, cpus)
+    if apart is not None:
+        keep_apart(pid, apart)
     child_ch.close()
-    if cpus is not None:
-        keep_apart(pid, cpus)
     return parent_ch, pid, born_in_v2
 
 
@@ -89,6 +90,8 @@ def _run_child(channel: Channel, cpus: set[int] | None) -> None:
     """Stage 1's life after its fork: import the container side, wait for "setup", go on.
     Never returns."""
     try:
+        if cpus is not None:
+            step_aside(cpus)
         rejoin = cpu_rejoin(cpus) if cpus is not None else None
         from .init import stage1_awaiting_setup
     except BaseException as e:  # noqa: BLE001 - reported as init's other failures are
@@ -101,24 +104,60 @@ def _run_child(channel: Channel, cpus: set[int] | None) -> None:
 
 
 # --- the two halves of create on two CPUs ----------------------------------------------------
-def keep_apart(pid: int, cpus: set[int]) -> bool:
-    """Keep the just-forked stage 1 (`pid`) off the CPU we run on while both work, if a CPU
-    is free for it (spare_cpu); stage 1 gives itself every CPU back (cpu_rejoin). Whether
-    it was moved.
+def away_from_us(cpus: set[int]) -> set[int] | None:
+    """The CPUs for a stage 1 about to be forked, to keep it off the CPU we run on while both
+    work (keep_apart), or None to leave it where the scheduler puts it: when no CPU is free
+    for it (spare_cpu), or on any error. `cpus`: our affinity. Read before the fork: after
+    it, every page these reads touch is copied first (~3 us each), while stage 1 waits on
+    our CPU to be moved."""
+    try:
+        if not spare_cpu(cpus, posix.cpu_count(), _runnable_now() + 1):  # + the child to come
+            return None
+        return cpus - {_current_cpu()}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def keep_apart(pid: int, apart: set[int]) -> bool:
+    """Move the just-forked stage 1 (`pid`) to the CPUs `apart` (away_from_us): the parent's
+    first act after the fork. Stage 1 gives itself every CPU back (cpu_rejoin). Whether it
+    was moved.
 
     From the fork to the setup both processes have ~8 ms of CPU work: we validate and make
     the cgroup, stage 1 imports the container side. A scheduler may still place a new
     child on its parent's CPU while another is idle: this 2-vCPU VM's kernel, which packs
     tasks onto few vCPUs, did in ~40% of forks, and the two then took turns for a tick
     (~4 ms) before one was moved. Kept apart, create takes ~2 ms less (paired medians of
-    60-80 creates; start and delete within noise; the container unchanged). With no CPU to spare
-    (20 runs at once on 2 CPUs), moving it would only cost: 3% more wall time, measured.
-    A scheduler that spreads them anyway makes this a no-op. Any error leaves it alone.
+    60-80 creates; start and delete within noise; the container unchanged). With no CPU to
+    spare (20 runs at once on 2 CPUs), moving it would only cost: 3% more wall time,
+    measured. A scheduler that spreads them anyway makes this a no-op.
+
+    Until it is moved, a stage 1 placed on our CPU waits, so the decision is taken before
+    the fork: taken after it, stage 1 first ran a median 0.50 ms after its fork, against
+    0.14 ms now (perf sched, 40 creates). A child that runs before we get here moves
+    itself (step_aside).
     """
     try:
-        if not spare_cpu(cpus, posix.cpu_count(), _runnable_now()):
+        posix.sched_setaffinity(pid, apart)
+        return True
+    except OSError:
+        return False
+
+
+def step_aside(cpus: set[int]) -> bool:
+    """keep_apart from stage 1's side, first thing after its fork: if we run on the CPU our
+    parent is on, move ourselves off it (under the same conditions). Whether we moved.
+
+    The scheduler may let a new child take its parent's CPU on the spot (EEVDF does when the
+    child's first deadline comes before what is left of the parent's slice): the parent then
+    waited a tick (~4 ms), with the other CPU idle, before it could keep us apart, in 6 of
+    40 creates on this VM (perf sched); none since. Whichever of the two runs first moves
+    us, to the same CPUs."""
+    try:
+        here = _current_cpu()
+        if _cpu_of(posix.getppid()) != here or not spare_cpu(cpus, posix.cpu_count(), _runnable_now()):
             return False
-        posix.sched_setaffinity(pid, cpus - {_current_cpu()})
+        posix.sched_setaffinity(0, cpus - {here})
         return True
     except (OSError, ValueError, IndexError):
         return False
@@ -128,8 +167,9 @@ def spare_cpu(cpus: set[int], online: int | None, runnable: int) -> bool:
     """Pure: whether to keep stage 1 apart. `cpus`: the caller's affinity, to be given back
     unchanged; `online`: how many CPUs are online; `runnable`: tasks runnable right now,
     us and stage 1 included. Only where the caller may run on every online CPU (cpu_rejoin
-    gives back just that), more than one, and fewer tasks want one than there are."""
-    return 1 < len(cpus) == (online or 0) and runnable <= len(cpus)
+    gives back just that), more than one, and the other tasks leave a CPU besides ours:
+    one passing task (a kworker, the caller) is no load, 20 creates at once are."""
+    return 1 < len(cpus) == (online or 0) and runnable - 2 < len(cpus)
 
 
 def _affinity() -> set[int] | None:
@@ -145,7 +185,12 @@ def _runnable_now() -> int:
 
 
 def _current_cpu() -> int:
-    with open("/proc/thread-self/stat", "rb") as f:
+    return _cpu_of("thread-self")
+
+
+def _cpu_of(pid) -> int:
+    """The CPU task `pid` ("thread-self": we) runs on, or waits for, or last ran on."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
         return int(f.read().rpartition(b")")[2].split()[36])  # field 39, after the command's ")"
 
 

@@ -217,8 +217,10 @@ def _child_waiting():
 
 @pytest.mark.parametrize("cpus, online, runnable, apart", [
     ({0, 1}, 2, 2, True),  # us and the child, one CPU each
-    ({0, 1, 2, 3}, 4, 3, True),
-    ({0, 1}, 2, 3, False),  # no CPU to spare: the scheduler shares them out
+    ({0, 1}, 2, 3, True),  # and one passing task
+    ({0, 1, 2, 3}, 4, 5, True),
+    ({0, 1}, 2, 4, False),  # no CPU to spare: the scheduler shares them out
+    ({0, 1, 2, 3}, 4, 6, False),
     ({0}, 1, 1, False),  # one CPU
     ({1}, 2, 1, False),  # a narrowed caller: cpu_rejoin could not give back just that
     ({0, 1}, 4, 1, False),
@@ -233,30 +235,85 @@ def test_spare_cpu(cpus, online, runnable, apart):
 def test_keep_apart_moves_the_child_off_our_cpu_only(monkeypatch):
     monkeypatch.setattr(prefork, "_runnable_now", lambda: 1)  # an idle machine, whatever runs beside this test
     cpus = os.sched_getaffinity(0)
-    pid, release = _child_waiting()
+    ours = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # so that "our CPU" holds from the decision to the check
     try:
-        assert prefork.keep_apart(pid, cpus)
-        theirs = os.sched_getaffinity(pid)
-        assert theirs < cpus and len(theirs) == len(cpus) - 1  # we may have moved since, the child's mask not
-        assert os.sched_getaffinity(0) == cpus
+        apart = prefork.away_from_us(cpus)
+        assert apart == cpus - {min(cpus)}
+        pid, release = _child_waiting()
+        try:
+            assert prefork.keep_apart(pid, apart)
+            assert os.sched_getaffinity(pid) == cpus - {min(cpus)}
+        finally:
+            release()
     finally:
-        release()
+        os.sched_setaffinity(0, ours)
 
 
 def test_keep_apart_leaves_the_child_alone_without_a_spare_cpu(monkeypatch):
+    """Us, the child to come and as many others as CPUs: the scheduler shares them out."""
     cpus = os.sched_getaffinity(0)
-    monkeypatch.setattr(prefork, "_runnable_now", lambda: len(cpus) + 1)
-    pid, release = _child_waiting()
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: 1 + len(cpus))
+    assert prefork.away_from_us(cpus) is None
+
+
+def _stage1_stepping_aside(cpus, *, child_cpu=None) -> tuple[set, bool]:
+    """Fork a child while we run on CPU min(cpus) only (the child is born there too), let it
+    first move to `child_cpu` if given, then call step_aside(cpus) as stage 1 does; return
+    (its affinity after, what step_aside returned). We wait on a pipe meanwhile, still on
+    that CPU as the kernel sees it."""
+    ours = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
     try:
-        assert not prefork.keep_apart(pid, cpus)
-        assert os.sched_getaffinity(pid) == cpus
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(r)
+                if child_cpu is not None:
+                    os.sched_setaffinity(0, {child_cpu})
+                moved = prefork.step_aside(cpus)
+                os.write(w, repr((sorted(os.sched_getaffinity(0)), moved)).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        got = os.read(r, 1000).decode()
+        os.close(r)
+        os.waitpid(pid, 0)
     finally:
-        release()
+        os.sched_setaffinity(0, ours)
+    affinity, moved = eval(got)  # noqa: S307 - our own child's repr
+    return set(affinity), moved
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != os.cpu_count(), reason="needs a process allowed on every online CPU")
+def test_stage1_born_on_its_parents_cpu_moves_itself_off_it(monkeypatch):
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: 2)  # the two of us: an idle machine otherwise
+    cpus = os.sched_getaffinity(0)
+    assert _stage1_stepping_aside(cpus) == (cpus - {min(cpus)}, True)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != os.cpu_count(), reason="needs a process allowed on every online CPU")
+def test_stage1_on_another_cpu_than_its_parent_stays_there(monkeypatch):
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: 2)
+    cpus = os.sched_getaffinity(0)
+    other = max(cpus)
+    assert _stage1_stepping_aside(cpus, child_cpu=other) == ({other}, False)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
+def test_stage1_stays_on_its_parents_cpu_without_a_spare_one(monkeypatch):
+    cpus = os.sched_getaffinity(0)
+    monkeypatch.setattr(prefork, "_runnable_now", lambda: len(cpus) + 2)
+    assert _stage1_stepping_aside(cpus) == ({min(cpus)}, False)
 
 
 def test_runnable_now_and_current_cpu_read_this_kernel():
     assert prefork._runnable_now() >= 1  # this test runs
     assert prefork._current_cpu() in os.sched_getaffinity(0)
+    assert prefork._cpu_of(os.getpid()) in os.sched_getaffinity(0)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
