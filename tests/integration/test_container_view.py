@@ -303,6 +303,19 @@ def test_invalid_config_names_path_and_rule(ocipy, bundle, state_root):
     assert container_dirs(state_root) == []
 
 
+def test_a_config_also_for_windows_still_needs_a_root_on_linux(ocipy, bundle, state_root):
+    """The schema lets a config with a windows object leave root out; create says so, where
+    it used to fail with a traceback."""
+    del bundle.config["root"]
+    bundle.config["windows"] = {"layerFolders": ["C:\\layers"]}
+    bundle.write()
+    r = ocipy("create", "--bundle", bundle.path, "nowroot")
+    assert r.returncode == 1
+    assert "config.json: /root: is required on Linux" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert container_dirs(state_root) == []
+
+
 def test_unknown_capability_is_logged_and_ignored(ocipy, bundle):
     bundle.config["process"]["capabilities"] = {k: ["CAP_KILL", "CAP_FOO"] for k in ("bounding", "effective", "permitted")}
     bundle.shell("grep CapEff /proc/self/status").write()
