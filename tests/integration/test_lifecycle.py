@@ -259,6 +259,18 @@ def test_systemd_cgroup_fails_clearly_and_leaves_nothing(ocipy, bundle, state_ro
     assert container_dirs(state_root) == []
 
 
+def test_a_cgroup_that_cannot_be_made_fails_create_and_leaves_nothing(ocipy, bundle, state_root):
+    """A cgroupsPath naming a file of the caller's own cgroup: create says it cannot make the
+    cgroup (it used to go on and fail at the first limit), and leaves nothing behind
+    (no_leaks checks the cgroups, processes and mounts)."""
+    bundle.config["linux"]["cgroupsPath"] = "cgroup.procs"  # a file in our own cgroup, in every hierarchy
+    bundle.args("true").write()
+    r = ocipy("create", "--bundle", bundle.path, "nocg")
+    assert r.returncode == 1
+    assert "cannot create cgroup" in r.stderr and "cgroup.procs" in r.stderr, r.stderr
+    assert container_dirs(state_root) == []
+
+
 def _adopted_children() -> list[int]:
     """Our child processes, which as a subreaper include whatever a command left orphaned."""
     found = []

@@ -281,3 +281,23 @@ def test_new_manager_is_cheap_to_import():
         assert heavy not in mods, f"importing ocipy.linux.cgroups pulled in {heavy}"
     assert os.path  # keep the import used
     assert cg.DisabledManager
+
+
+def test_makedirs_tracked_returns_what_it_made_outermost_first(tmp_path):
+    from ocipy.linux.cgroups.manager import makedirs_tracked
+
+    (tmp_path / "a").mkdir()
+    made = makedirs_tracked(str(tmp_path / "a" / "b" / "c"))
+    assert made == [str(tmp_path / "a" / "b"), str(tmp_path / "a" / "b" / "c")]
+    assert makedirs_tracked(str(tmp_path / "a" / "b" / "c")) == []  # there already
+
+
+def test_makedirs_tracked_refuses_a_file_in_the_way(tmp_path):
+    """cgroupsPath "cgroup.procs" names a file of the caller's own cgroup: no cgroup can be
+    made there, and create says so (it used to go on and fail at the first limit)."""
+    from ocipy.linux.cgroups.manager import makedirs_tracked
+
+    put(tmp_path / "cgroup.procs", "1\n")
+    with pytest.raises(NotADirectoryError) as e:
+        makedirs_tracked(str(tmp_path / "cgroup.procs"))
+    assert e.value.filename == str(tmp_path / "cgroup.procs")

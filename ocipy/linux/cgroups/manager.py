@@ -20,6 +20,7 @@ Path rules (config-linux.md, "Cgroups Path"):
 from __future__ import annotations
 
 import posix  # not os (~1 ms): see ocipy/fspath.py
+from errno import ENOTDIR
 
 from ocipy import fspath
 from ocipy.errors import SetupError
@@ -70,6 +71,8 @@ class Hierarchy(TupleRecord):
 
 def _unescape_mountinfo(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in field:
+        return field  # as nearly every field is: no walk through it character by character
     out = []
     i = 0
     while i < len(field):
@@ -247,7 +250,8 @@ def makedirs_tracked(path: str) -> list[str]:
                     posix.mkdir(d, 0o755)
                     created.append(d)
                 except FileExistsError:
-                    pass
+                    if not fspath.isdir(d):  # a file of that name (cgroupsPath "cgroup.procs")
+                        raise NotADirectoryError(ENOTDIR, posix.strerror(ENOTDIR), d) from None
             return created
         except FileNotFoundError:
             if attempt == 4:
