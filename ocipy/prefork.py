@@ -167,8 +167,8 @@ def spare_cpu(cpus: set[int], online: int | None, runnable: int) -> bool:
     """Pure: whether to keep stage 1 apart. `cpus`: the caller's affinity, to be given back
     unchanged; `online`: how many CPUs are online; `runnable`: tasks runnable right now,
     us and stage 1 included. Only where the caller may run on every online CPU (cpu_rejoin
-    gives back just that), more than one, and the other tasks leave a CPU besides ours:
-    one passing task (a kworker, the caller) is no load, 20 creates at once are."""
+    gives back just that), more than one, and fewer other tasks want one than there are
+    CPUs: one passing task (a kworker, the caller) is no load, 20 creates at once are."""
     return 1 < len(cpus) == (online or 0) and runnable - 2 < len(cpus)
 
 
