@@ -8,7 +8,9 @@ engines call the runtime constantly. The launcher written here starts the
 interpreter with `-I -S` (isolated from the caller's environment, no `site`)
 and puts on sys.path exactly the directories that hold ocipy and its
 dependencies, found now, at install time. It names the interpreter binary the
-venv was made from, not the venv's `python`, which reads pyvenv.cfg on every start:
+venv was made from, not the venv's `python`, which reads pyvenv.cfg on every start.
+It also builds ocipy's code pack (codepack.py), from which create, run and exec take
+ocipy's modules:
 
     python -m ocipy.launcher [PATH]      (default: the `ocipy` beside this python)
 
@@ -65,7 +67,17 @@ def render(python: str, paths: list[str]) -> str:
 
 
 def install(dest: str, python: str | None = None) -> None:
-    text = render(python or base_interpreter(), module_roots())
+    """Write the launcher `dest`, and build the code pack beside ocipy's .pyc files (a pack
+    that cannot be written leaves ocipy importing its modules one by one, as before)."""
+    from . import codepack
+
+    paths = module_roots()
+    package_dir = os.path.join(paths[0], "ocipy")
+    try:
+        codepack.build(package_dir, codepack.default_path(package_dir))
+    except OSError as e:
+        print(f"ocipy.launcher: no code pack ({e}): ocipy's modules are imported one by one", file=sys.stderr)
+    text = render(python or base_interpreter(), paths)
     tmp = dest + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

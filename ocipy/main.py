@@ -115,8 +115,18 @@ def parse_fast(argv: list[str]) -> tuple[dict, str, dict, list[str]] | None:
     return opts, command, cmd_opts, positionals
 
 
+# The commands that import most of ocipy (~50 modules for a create): they take its modules
+# from the code pack the launcher built at install time, if it is usable (codepack.py). The
+# others import a dozen, which the pack would not repay.
+_PACKED_COMMANDS = ("create", "run", "exec")
+
+
 def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -> int:
     stage1 = None
+    if command in _PACKED_COMMANDS:
+        from . import codepack
+
+        codepack.install(codepack.default_path(__file__.rpartition("/")[0]))
     if command in ("create", "run"):
         from .prefork import start
 
