@@ -53,9 +53,13 @@ def build(package_dir: str, dest: str) -> int:
             if is_package:
                 parts.pop()
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())  # before the read: a write after it changes what is checked
                 source = f.read()
-                st = os.fstat(f.fileno())
-            blob = marshal.dumps(compile(source, path, "exec", dont_inherit=True))
+            try:
+                code = compile(source, path, "exec", dont_inherit=True, optimize=0)  # as the launcher runs
+            except (SyntaxError, ValueError):
+                continue  # left to the usual import, which reports it as usual
+            blob = marshal.dumps(code)
             index[".".join(parts)] = (offset, len(blob), is_package, path, st.st_mtime_ns, st.st_size)
             blobs.append(blob)
             offset += len(blob)

@@ -148,3 +148,14 @@ def test_the_launcher_builds_the_pack_that_create_uses(tmp_path):
     assert os.path.isfile(pack)
     finder = codepack.PackFinder(pack)
     assert {"ocipy.create", "ocipy.init", "ocipy.linux.rootfs", "ocipy.linux.cgroups"} <= set(finder.index)
+
+
+def test_a_module_that_does_not_compile_is_left_to_the_usual_import(tmp_path):
+    """A source being edited must not stop the launcher's install: the pack goes without it."""
+    (tmp_path / "pk").mkdir()
+    (tmp_path / "pk" / "__init__.py").write_text("")
+    (tmp_path / "pk" / "good.py").write_text("OK = True\n")
+    (tmp_path / "pk" / "broken.py").write_text("def (:\n")
+    pack = str(tmp_path / "pk.pack")
+    assert codepack.build(str(tmp_path / "pk"), pack) == 2
+    assert set(codepack.PackFinder(pack).index) == {"pk", "pk.good"}
