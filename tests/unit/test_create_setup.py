@@ -257,32 +257,42 @@ def test_keep_apart_leaves_the_child_alone_without_a_spare_cpu(monkeypatch):
     assert prefork.away_from_us(cpus) is None
 
 
+def _in_a_child(work):
+    """What work() returns when a forked child of ours calls it (as JSON, through a pipe);
+    we wait on the pipe meanwhile."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.write(w, json.dumps(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1000).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(got)
+
+
 def _stage1_stepping_aside(cpus, *, child_cpu=None) -> tuple[set, bool]:
     """Fork a child while we run on CPU min(cpus) only (the child is born there too), let it
     first move to `child_cpu` if given, then call step_aside(cpus) as stage 1 does; return
     (its affinity after, what step_aside returned). We wait on a pipe meanwhile, still on
     that CPU as the kernel sees it."""
+
+    def stage1():
+        if child_cpu is not None:
+            os.sched_setaffinity(0, {child_cpu})
+        moved = prefork.step_aside(cpus)
+        return sorted(os.sched_getaffinity(0)), moved
+
     ours = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})
     try:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            try:
-                os.close(r)
-                if child_cpu is not None:
-                    os.sched_setaffinity(0, {child_cpu})
-                moved = prefork.step_aside(cpus)
-                os.write(w, repr((sorted(os.sched_getaffinity(0)), moved)).encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        got = os.read(r, 1000).decode()
-        os.close(r)
-        os.waitpid(pid, 0)
+        affinity, moved = _in_a_child(stage1)
     finally:
         os.sched_setaffinity(0, ours)
-    affinity, moved = eval(got)  # noqa: S307 - our own child's repr
     return set(affinity), moved
 
 
@@ -319,18 +329,11 @@ def test_runnable_now_and_current_cpu_read_this_kernel():
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on 2 CPUs or more")
 def test_cpu_rejoin_gives_a_kept_apart_child_every_cpu_back():
     cpus = os.sched_getaffinity(0)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child: kept apart as keep_apart would, then rejoins
-        try:
-            rejoin = prefork.cpu_rejoin(cpus)
-            os.sched_setaffinity(0, {min(cpus)})
-            rejoin()
-            os.write(w, repr(sorted(os.sched_getaffinity(0))).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    got = os.read(r, 1000).decode()
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert got == repr(sorted(cpus))
+
+    def stage1():  # kept apart as keep_apart would, then rejoins
+        rejoin = prefork.cpu_rejoin(cpus)
+        os.sched_setaffinity(0, {min(cpus)})
+        rejoin()
+        return sorted(os.sched_getaffinity(0))
+
+    assert _in_a_child(stage1) == sorted(cpus)
