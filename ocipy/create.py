@@ -22,7 +22,7 @@ from __future__ import annotations
 import posix  # not os (~1 ms): see fspath.py
 from _signal import SIGKILL  # the C module behind `signal`, whose enums cost 4 ms of imports
 
-from . import fspath, logs, prefork
+from . import fspath, prefork
 from .errors import ConfigError, HookError, OcipyError, SetupError
 from .state import ContainerState, StateStore, make_fifo, proc_start_time, rfc3339_now, wait_exit, write_pid_file
 from .sync import Channel, ChildError
@@ -42,6 +42,7 @@ def create_container(
     before_orphaning=None,
     pid1_child: bool = False,
     stage1: prefork.Stage1 | None = None,
+    warn=None,
 ) -> ContainerState:
     """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
     connected socket object. before_orphaning: a function called while stage 1 works; stage 1
@@ -52,7 +53,13 @@ def create_container(
     before_orphaning is called only when it could not be done. stage1:
     what prefork.start(bundle) returned, before the caller imported the rest of ocipy (as
     the CLI does); create owns it from here. Without it, create calls prefork.start itself.
+    warn: called with each warning (a config field ocipy ignores, a failed poststop hook);
+    by default ocipy.logs.logger's.
     """
+    if warn is None:
+        from . import logs
+
+        warn = logs.logger.warning
     # Forked first, stage 1 imports the container side while we validate; but if it will
     # not be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
     # once it exists (see prefork.forks_into_cgroup). The config, read then, decides.
@@ -69,7 +76,7 @@ def create_container(
     try:
         from .linux import cgroups
 
-        config, rootfs = _load_and_check(bundle, read, console_socket)
+        config, rootfs = _load_and_check(bundle, read, console_socket, warn)
         profile = config["linux"].get("seccomp")
         seccomp_cached = None
         if profile:  # a program built by an earlier create spares pid 1 libseccomp (~15 ms)
@@ -168,7 +175,7 @@ def create_container(
         if isinstance(e, HookError) or (isinstance(e, ChildError) and e.hook):
             # runtime.md: a failed prestart/createRuntime/createContainer hook stops the container
             # and the lifecycle goes on at step 12: destroyed above, then the poststop hooks.
-            _run_poststop(spec, container_id, bundle)
+            _run_poststop(spec, container_id, bundle, warn)
         if isinstance(e, ChildError):
             raise (HookError if e.hook else SetupError)(f"unable to start container process: {e}") from None
         if isinstance(e, EOFError):
@@ -186,7 +193,7 @@ def create_container(
             console_sock.close()
 
 
-def _load_and_check(bundle: str, read, console_socket) -> tuple:
+def _load_and_check(bundle: str, read, console_socket, warn) -> tuple:
     """(config, rootfs path) of a valid bundle that create can run; else ConfigError or
     SetupError. `read`: config.json as prefork read it, or None to read it here.
 
@@ -196,7 +203,7 @@ def _load_and_check(bundle: str, read, console_socket) -> tuple:
 
     config = read if read is not None else bundle_mod.load_config(bundle)
     for warning in bundle_mod.validate_config(config, bundle):
-        logs.logger.warning(warning)
+        warn(warning)
     bundle_mod.require_process(config)
     linux = config.get("linux")
     if linux is None:
@@ -361,13 +368,13 @@ def _resctrl_mounted() -> bool:
         return any(line.split(" - ", 1)[-1].startswith("resctrl ") for line in f)
 
 
-def _run_poststop(spec, container_id: str, bundle: str) -> None:
+def _run_poststop(spec, container_id: str, bundle: str, warn) -> None:
     from .hooks import run_hooks_warn
 
     state = {"ociVersion": spec.oci_version, "id": container_id, "status": "stopped", "pid": 0, "bundle": bundle}
     if spec.annotations:
         state["annotations"] = spec.annotations
-    run_hooks_warn(spec.hooks.poststop if spec.hooks else [], state, kind="poststop", warn=logs.logger.warning, cwd=bundle)
+    run_hooks_warn(spec.hooks.poststop if spec.hooks else [], state, kind="poststop", warn=warn, cwd=bundle)
 
 
 def _connect_console(path: str):

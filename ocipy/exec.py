@@ -108,8 +108,6 @@ def exec_command(
     sub_cgroup: str | None = None,
 ) -> int:
     """`ocipy exec` (runc's flags): the process from --process or from the command line; its exit code."""
-    from . import logs
-
     if apparmor or process_label:
         raise ExecError("AppArmor and SELinux labels are not supported by ocipy")
     if sub_cgroup:
@@ -124,7 +122,7 @@ def exec_command(
         except (OSError, ValueError) as e:
             raise ExecError(f"read process file {process_file}: {e}") from None
         for warning in bundle.validate_process(process, source=fspath.basename(process_file)):
-            logs.logger.warning(warning)
+            runtime.warn(warning)
     else:
         if not command:
             raise ExecError("exec needs a command (or --process)")

@@ -138,14 +138,37 @@ def run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str]) -
             stage1.abandon()  # when create did not get as far as taking it
 
 
+class _CommandLog:
+    """The command's logger (ocipy.logs, set up from --log, --log-format and --debug), made
+    when the first line is written: a `state`, `start`, `kill`, `delete` or `list` that
+    succeeds writes none, and need not import ocipy.logs."""
+
+    def __init__(self, opts: dict):
+        self._opts = opts
+        self._logger = None
+
+    def _get(self):
+        if self._logger is None:
+            from . import logs
+
+            opts = self._opts
+            self._logger = logs.configure(opts.get("log"), opts.get("log_format", "text"), opts.get("debug", False))
+        return self._logger
+
+    def warning(self, message: str) -> None:
+        self._get().warning(message)
+
+    def error(self, message: str) -> None:
+        self._get().error(message)
+
+
 def _run_fast(opts: dict, command: str, cmd_opts: dict, positionals: list[str], stage1) -> int:
-    from . import logs
     from .errors import OcipyError
     from .runtime import DEFAULT_ROOT, Runtime
 
-    log = logs.configure(opts.get("log"), opts.get("log_format", "text"), opts.get("debug", False))
+    log = _CommandLog(opts)
     driver = opts.get("cgroup_manager") or ("systemd" if opts.get("systemd_cgroup") else "cgroupfs")
-    runtime = Runtime(opts.get("root") or DEFAULT_ROOT, cgroup_manager=driver)
+    runtime = Runtime(opts.get("root") or DEFAULT_ROOT, cgroup_manager=driver, log=log)
     try:
         if command in ("create", "run"):
             options = {k: cmd_opts[k] for k in ("pid_file", "console_socket", "no_pivot", "no_new_keyring", "preserve_fds") if k in cmd_opts}

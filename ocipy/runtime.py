@@ -120,10 +120,9 @@ class Container:
             return  # nothing that could run twice: no need to record it
         self._state.data["poststop_done"] = True
         self._state.save()
-        from . import logs
         from .hooks import run_hooks_warn
 
-        run_hooks_warn(poststop, self._state.hook_state("stopped"), kind="poststop", warn=logs.logger.warning, cwd=self._state.data["bundle"])
+        run_hooks_warn(poststop, self._state.hook_state("stopped"), kind="poststop", warn=self.runtime.warn, cwd=self._state.data["bundle"])
 
     def _release_init(self) -> None:
         """Open exec.fifo for reading: pid 1, blocked opening it, runs the startContainer hooks
@@ -254,12 +253,25 @@ class Container:
 
 
 class Runtime:
-    """All containers under one state root."""
+    """All containers under one state root.
 
-    def __init__(self, root: str = DEFAULT_ROOT, *, cgroup_manager: str = "cgroupfs"):
+    `log`: where warnings go (a failed poststop hook, a config field ocipy ignores), any
+    object with a `warning(message)` method; by default ocipy.logs.logger, the process's
+    logger that the CLI sets up from --log, --log-format and --debug."""
+
+    def __init__(self, root: str = DEFAULT_ROOT, *, cgroup_manager: str = "cgroupfs", log=None):
         self.root = abspath(root)
         self.store = StateStore(self.root)
         self.cgroup_manager = cgroup_manager
+        self.log = log
+
+    def warn(self, message: str) -> None:
+        log = self.log
+        if log is None:
+            from . import logs
+
+            log = logs.logger
+        log.warning(message)
 
     def create(self, container_id: str, bundle: str = ".", **options) -> Container:
         """Create a container from a bundle; options as `ocipy create`'s flags
@@ -267,7 +279,7 @@ class Runtime:
         (ocipy.prefork: the CLI forks stage 1 before importing this module)."""
         from .create import create_container
 
-        state = create_container(self.store, container_id, bundle, cgroup_driver=self.cgroup_manager, **options)
+        state = create_container(self.store, container_id, bundle, cgroup_driver=self.cgroup_manager, warn=self.warn, **options)
         return Container(self, state)
 
     def container(self, container_id: str) -> Container:

@@ -7,7 +7,6 @@ Status is derived from facts, never trusted from a stored word:
   - otherwise -> running
 """
 
-import errno
 import posix  # not os: the hot commands (state, start, kill, delete, list) never import it (see main.py)
 import time
 
@@ -237,9 +236,8 @@ def make_fifo(path: str) -> None:
 def remove_quietly(path: str) -> None:
     try:
         posix.unlink(path)
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise
+    except FileNotFoundError:
+        pass
 
 
 def write_pid_file(path: str, pid: int) -> None:

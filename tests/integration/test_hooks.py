@@ -108,3 +108,49 @@ def test_failing_poststop_hook_is_a_warning(ocipy, bundle, tmp_path, state_root)
     assert "poststop hook #0" in r.stderr
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["poststop", "second"]
     assert container_dirs(state_root) == []
+
+
+def test_poststop_warning_of_delete_goes_to_the_log_file(ocipy, bundle, tmp_path, state_root):
+    """An engine's `delete` (--log FILE --log-format json) that runs a failing poststop hook
+    succeeds, and the warning is a JSON line in the file the engine reads."""
+    hooks_log, engine_log = tmp_path / "hooks.log", tmp_path / "log.json"
+    bundle.config["hooks"] = {"poststop": [hook(write_hook(tmp_path / "fail.sh", hooks_log, code=1), "poststop")]}
+    bundle.args("true").write()
+    assert ocipy("create", "--bundle", bundle.path, "hd").returncode == 0
+    assert ocipy("start", "hd").returncode == 0
+    deadline = time.monotonic() + 10
+    while json.loads(ocipy("state", "hd").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    r = ocipy("--log", engine_log, "--log-format", "json", "delete", "hd")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in engine_log.read_text().splitlines()]
+    assert [(line["level"], "poststop hook #0" in line["msg"]) for line in lines] == [("warning", True)]
+    assert "poststop hook #0" in r.stderr
+    assert hooks_log.read_text().split()[0] == "poststop"
+    assert container_dirs(state_root) == []
+
+
+def test_library_warnings_go_to_the_runtimes_log(bundle, tmp_path, state_root):
+    """ocipy.Runtime(log=...) receives the warnings (here a failing poststop hook's), instead of
+    the process-wide logger."""
+    from ocipy import Runtime
+
+    class Recorder:
+        def __init__(self):
+            self.lines = []
+
+        def warning(self, message):
+            self.lines.append(message)
+
+    recorder = Recorder()
+    bundle.config["hooks"] = {"poststop": [hook(write_hook(tmp_path / "fail.sh", tmp_path / "hooks.log", code=1), "poststop")]}
+    bundle.args("true").write()
+    container = Runtime(str(state_root), log=recorder).create("hl", str(bundle.path))
+    try:
+        container.start()
+        assert container.wait(10)
+    finally:
+        container.delete(force=True)
+    assert len(recorder.lines) == 1 and "poststop hook #0" in recorder.lines[0]
+    assert container_dirs(state_root) == []

@@ -28,8 +28,8 @@ NEVER = {
     "inspect", "socket", "tempfile", "copy", "traceback", "jsonschema", "referencing", "pyroute2", "click",
 }
 # What the commands that only read the state, signal processes and remove a stopped container
-# must not load either.
-NOT_FOR_STATE = NEVER | {"os", "posixpath", "ctypes", "ocipy.spec", "ocipy.bundle", "ocipy.schema",
+# must not load either; nor, when they succeed, the logger (they write no line).
+NOT_FOR_STATE = NEVER | {"os", "posixpath", "ctypes", "ocipy.logs", "ocipy.spec", "ocipy.bundle", "ocipy.schema",
                          "ocipy.linux.cgroups.manager", "ocipy.linux.cgroups.v1", "ocipy.linux.cgroups.v2",
                          "ocipy.linux.cgroups.resources"}
 # exec of a command line joins namespaces and launches a process: no config validation, no

@@ -1,7 +1,7 @@
 """Remove a container's cgroups from what its state file recorded.
 
 `delete` runs for every container an engine stops, so this is all it imports of the
-cgroup code: posix, errno and time, not the managers (v1.py, v2.py, resources.py and
+cgroup code: posix and time, not the managers (v1.py, v2.py, resources.py and
 `os`, about 2 ms). The managers use the same functions for their own destroy().
 
 What is removed is exactly what create() made (the state's "created" list): the
@@ -10,7 +10,6 @@ inside it, and an intermediate directory only when it is empty. A cgroup that wa
 merely joined is never removed.
 """
 
-import errno
 import posix
 import time
 
@@ -61,6 +60,8 @@ def rmdir_retry(path: str, timeout: float = 2.0) -> bool:
         except FileNotFoundError:
             return True
         except OSError as e:
+            import errno  # here: a delete whose rmdir succeeds at once needs none of it
+
             if e.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
                 if has_subdirs(path):
                     return False
