@@ -46,8 +46,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks",
                                 description="Benchmark ocipy against runc on the same bundles, alternating the two.")
     p.add_argument("--quick", action="store_true",
-                   help="short run: list with 1 and 100 containers, 5 rounds, 1 round of the heavy scenarios")
-    p.add_argument("--rounds", type=_positive, help="measured rounds per scenario (default 10; --quick 5)")
+                   help="short run: list with 1 and 100 containers, 10 rounds, 1 round of the heavy scenarios")
+    p.add_argument("--rounds", type=_positive, help="measured rounds per scenario (default 30; --quick 10)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds per scenario, not measured (default 1)")
     p.add_argument("--heavy-rounds", type=_positive,
                    help="rounds of the sequential and parallel scenarios (default 3; --quick 1)")
@@ -68,7 +68,9 @@ def parse_args(argv=None):
     if args.sequential < 0 or args.parallel < 0:
         p.error("--sequential and --parallel must be >= 0")
     if args.rounds is None:
-        args.rounds = 5 if args.quick else 10
+        # This host's times are bimodal (a run is ~1.3x slower now and then, for bare python
+        # as much as for either runtime): with 10 samples a median moves by 10% from run to run.
+        args.rounds = 10 if args.quick else 30
     if args.heavy_rounds is None:
         args.heavy_rounds = 1 if args.quick else 3
     if args.list_counts is None:

@@ -283,14 +283,14 @@ def test_table_lists_every_row_with_ratios():
 
 def test_defaults():
     a = parse_args([])
-    assert a.rounds == 10 and a.heavy_rounds == 3 and a.list_counts == [1, 100, 1000]
+    assert a.rounds == 30 and a.heavy_rounds == 3 and a.list_counts == [1, 100, 1000]
     assert a.sequential == 100 and a.parallel == 20 and a.cpus == [0, 1] and a.warmup == 1
     assert a.runc == "/usr/bin/runc" and a.ocipy.endswith("/.venv/bin/ocipy")
 
 
 def test_quick():
     a = parse_args(["--quick"])
-    assert a.list_counts == [1, 100] and a.rounds == 5 and a.heavy_rounds == 1
+    assert a.list_counts == [1, 100] and a.rounds == 10 and a.heavy_rounds == 1
 
 
 def test_explicit_values_win_over_quick():
