@@ -69,7 +69,8 @@ def parse_args(argv=None):
         p.error("--sequential and --parallel must be >= 0")
     if args.rounds is None:
         # This host's times are bimodal (a run is ~1.3x slower now and then, for bare python
-        # as much as for either runtime): with 10 samples a median moves by 10% from run to run.
+        # as much as for either runtime): with 10 samples a ratio moved by 0.1 to 0.2 between
+        # runs of the same code (benchmarks/README.md, "Why 30 rounds").
         args.rounds = 10 if args.quick else 30
     if args.heavy_rounds is None:
         args.heavy_rounds = 1 if args.quick else 3

@@ -266,6 +266,7 @@ class Runtime:
         self.log = log
 
     def warn(self, message: str) -> None:
+        """Write a warning to `log` (see the class)."""
         log = self.log
         if log is None:
             from . import logs
