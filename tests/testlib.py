@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,14 @@ def container_dirs(root: Path) -> list[Path]:
     if not Path(root).exists():
         return []
     return [p for p in Path(root).iterdir() if p.name != CACHE_DIR]
+
+
+def wait_stopped(ocipy, cid: str, timeout: float = 10.0) -> None:
+    """Poll `ocipy state` until the container's status is "stopped"; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while json.loads(ocipy("state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, f"{cid} did not stop"
+        time.sleep(0.02)
 
 
 class Bundle:

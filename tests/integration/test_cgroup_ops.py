@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+from testlib import wait_stopped  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -76,8 +77,6 @@ def test_kill_all_and_ps(ocipy, running):
     pids = json.loads(ocipy("ps", "--format", "json", "ops").stdout)
     assert len(pids) >= 3
     assert ocipy("kill", "--all", "ops", "KILL").returncode == 0
-    deadline = time.time() + 10
-    while state_of(ocipy, "ops")["status"] != "stopped" and time.time() < deadline:
-        time.sleep(0.05)
+    wait_stopped(ocipy, "ops")
     assert all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split(") ")[1][0] == "Z" for p in pids)
     assert ocipy("delete", "ops").returncode == 0

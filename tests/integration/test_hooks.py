@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from testlib import container_dirs  # noqa: E402
+from testlib import container_dirs, wait_stopped  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -49,9 +49,7 @@ def test_hooks_run_in_order_with_state(ocipy, bundle, tmp_path):
     assert ocipy("create", "--bundle", bundle.path, "h1").returncode == 0
     pid = json.loads(ocipy("state", "h1").stdout)["pid"]
     assert ocipy("start", "h1").returncode == 0
-    deadline = time.time() + 10
-    while json.loads(ocipy("state", "h1").stdout)["status"] != "stopped" and time.time() < deadline:
-        time.sleep(0.05)
+    wait_stopped(ocipy, "h1")
     assert ocipy("delete", "h1").returncode == 0
 
     host_rows = [line.split(" ", 3) for line in log.read_text().splitlines()]
@@ -118,10 +116,7 @@ def test_poststop_warning_of_delete_goes_to_the_log_file(ocipy, bundle, tmp_path
     bundle.args("true").write()
     assert ocipy("create", "--bundle", bundle.path, "hd").returncode == 0
     assert ocipy("start", "hd").returncode == 0
-    deadline = time.monotonic() + 10
-    while json.loads(ocipy("state", "hd").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_stopped(ocipy, "hd")
     r = ocipy("--log", engine_log, "--log-format", "json", "delete", "hd")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in engine_log.read_text().splitlines()]

@@ -14,11 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from ocipy.launcher import module_roots
+from testlib import wait_stopped  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
 
@@ -82,13 +82,6 @@ def imports_of(state_root, tmp_path):
     return run
 
 
-def _wait_stopped(ocipy, cid, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while json.loads(ocipy("state", cid).stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline, f"{cid} did not stop"
-        time.sleep(0.02)
-
-
 def test_engine_commands_import_nothing_costly(imports_of, bundle, ocipy):
     bundle.args("sleep", "100").write()
     try:
@@ -98,7 +91,7 @@ def test_engine_commands_import_nothing_costly(imports_of, bundle, ocipy):
         assert imports_of("exec", "c1", "true", unwanted=NOT_FOR_EXEC) == (0, [])
         # an engine's stop: kill, wait, delete --force
         assert imports_of("kill", "c1", "KILL", unwanted=NOT_FOR_STATE) == (0, [])
-        _wait_stopped(ocipy, "c1")
+        wait_stopped(ocipy, "c1")
         assert imports_of("delete", "--force", "c1", unwanted=NOT_FOR_STATE) == (0, [])
         assert ocipy("state", "c1").returncode == 1
     finally:
