@@ -42,7 +42,7 @@ def create_container(
     before_orphaning=None,
     pid1_child: bool = False,
     stage1: prefork.Stage1 | None = None,
-    warn=None,
+    warn,
 ) -> ContainerState:
     """Create the container; its pid 1 waits for `start`. console_socket: a socket path or a
     connected socket object. before_orphaning: a function called while stage 1 works; stage 1
@@ -53,13 +53,9 @@ def create_container(
     before_orphaning is called only when it could not be done. stage1:
     what prefork.start(bundle) returned, before the caller imported the rest of ocipy (as
     the CLI does); create owns it from here. Without it, create calls prefork.start itself.
-    warn: called with each warning (a config field ocipy ignores, a failed poststop hook);
-    by default ocipy.logs.logger's.
+    warn: called with each warning (a config field ocipy ignores, a failed poststop hook):
+    Runtime.warn, which knows where they go.
     """
-    if warn is None:
-        from . import logs
-
-        warn = logs.logger.warning
     # Forked first, stage 1 imports the container side while we validate; but if it will
     # not be able to fork pid 1 into the cgroup2 directory, it is forked into that directory
     # once it exists (see prefork.forks_into_cgroup). The config, read then, decides.
